@@ -1,0 +1,34 @@
+"""Packaging: the wheel carries the assets, notebooks and exported module agree, README and CI agree."""
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def test_wheel_contains_assets_and_console_script(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(ROOT)], check=True, timeout=300)
+    wheel = next(tmp_path.glob("sad_kaggle-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for asset in ("sad_kaggle/assets/model_configs/huihui-ai--Huihui-MoE-1B-A0.6B/config.json",
+                  "sad_kaggle/assets/model_configs/HuggingFaceTB--SmolLM-135M/config.json",
+                  "sad_kaggle/assets/tiny/teacher/config.json", "sad_kaggle/assets/tiny/student/config.json"):
+        assert asset in names, asset
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "sad-diagnose = sad_kaggle.cli:sad_diagnose" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_readme_test_command_is_what_ci_runs():
+    ci = (ROOT / ".ci" / "run").read_text()
+    cmd = next(l.strip() for l in ci.splitlines() if l.strip().startswith("HF_HUB_OFFLINE=1 nbdev_test"))
+    assert cmd in (ROOT / "README.md").read_text()
+
+
+def test_every_notebook_module_is_exported():
+    # one notebook per module: each default_exp has its exported file
+    for nb in (ROOT / "nbs").glob("[0-9]*.ipynb"):
+        text = nb.read_text()
+        mod = text.split("#| default_exp ", 1)[1].split("\\n", 1)[0].split('"', 1)[0].strip()
+        assert (ROOT / "sad_kaggle" / f"{mod}.py").is_file(), nb.name

@@ -13,16 +13,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import (COMPONENTS, FIELDS, GPU_PROFILES, ConfigError, DistillConfig, LegacyConfig,
-                               StepPlan, atomic_write_text, embedded_path, load_legacy_config, lr_curve,
-                               resolve_gpu_profile, resolve_precision, shipped_model_config)
+                               StepPlan, embedded_path, load_legacy_config, lr_curve, resolve_gpu_profile,
+                               resolve_precision, shipped_model_config)
 
 # %% auto #0
-__all__ = ['SEVERITIES', 'GiB', 'CHECKS', 'EXIT_BAD_INPUT', 'Finding', 'count_critical', 'ModelConfigError', 'read_model_config',
-           'ModelArch', 'model_arch', 'MemoryEstimate', 'estimate_memory', 'DiagnoseContext', 'make_context',
-           'check_learning_rates', 'check_warmup', 'legacy_lr_curve', 'check_schedule', 'check_intervals',
-           'check_temperature', 'check_loss_weights', 'check_top_k', 'check_early_stopping', 'check_precision',
-           'check_memory', 'check_time_budget', 'check_legacy', 'diagnose', 'FixResult', 'fix_config', 'format_report',
-           'load_for_diagnose', 'run_diagnose']
+__all__ = ['SEVERITIES', 'GiB', 'CHECKS', 'EXIT_BAD_INPUT', 'Finding', 'count_critical', 'ModelConfigError', 'hub_offline',
+           'read_model_config', 'ModelArch', 'model_arch', 'MemoryEstimate', 'estimate_memory', 'DiagnoseContext',
+           'make_context', 'check_learning_rates', 'check_warmup', 'legacy_lr_curve', 'check_schedule',
+           'check_intervals', 'check_temperature', 'check_loss_weights', 'check_top_k', 'check_early_stopping',
+           'check_precision', 'check_memory', 'check_time_budget', 'check_legacy', 'run_checks', 'diagnose',
+           'FixResult', 'fix_config', 'format_report', 'load_for_diagnose', 'run_diagnose']
 
 # %% ../nbs/01_diagnose.ipynb #e8046a91
 SEVERITIES = ("critical", "warning", "info")
@@ -48,6 +48,10 @@ def count_critical(findings) -> int: return sum(f.severity == "critical" for f i
 class ModelConfigError(ConfigError):
     "A model's config.json could not be found or read."
 
+def hub_offline() -> bool:
+    "True when `HF_HUB_OFFLINE` forbids the hub (the values huggingface_hub accepts as true)."
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
 def read_model_config(name: str) -> tuple[dict, str]:
     "The `config.json` of model `name` as a dict, and where it was found."
     p = Path(name).expanduser()
@@ -55,22 +59,23 @@ def read_model_config(name: str) -> tuple[dict, str]:
     elif p.is_dir(): cand = p / "config.json"
     else: cand = None
     if cand is None and (e := embedded_path(name)) is not None: cand = e / "config.json"
-    if cand is None and "/" in name and not name.startswith((".", "/", "~")):
+    if cand is None and not name.startswith((".", "/", "~")):     # a hub name: `owner/name` or `gpt2`
         try:
             from huggingface_hub import try_to_load_from_cache
             hit = try_to_load_from_cache(name, "config.json")
             if isinstance(hit, str): cand = Path(hit)
-        except Exception: pass
+        except Exception: pass                                    # not a valid repo id: reported below
         if cand is None: cand = shipped_model_config(name)
-        if cand is None and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False"):
+        if cand is None and not hub_offline():
             try:
                 from huggingface_hub import hf_hub_download
                 cand = Path(hf_hub_download(name, "config.json", etag_timeout=10))
             except Exception as e:
-                raise ModelConfigError(f"{name}: cannot fetch config.json from the hub ({type(e).__name__})") from None
+                raise ModelConfigError(f"{name}: not found locally and the hub did not give its config.json "
+                                       f"({type(e).__name__})") from None
     if cand is None:
         raise ModelConfigError(f"{name}: no config.json found (not a local directory, not in the Hugging Face cache, "
-                               f"not shipped with sad_kaggle, and the hub is offline)")
+                               f"not shipped with sad_kaggle" + (", and HF_HUB_OFFLINE is set)" if hub_offline() else ")"))
     if not cand.is_file(): raise ModelConfigError(f"{name}: {cand} not found")
     try: return json.loads(cand.read_text(encoding="utf-8")), str(cand)
     except (OSError, ValueError) as e: raise ModelConfigError(f"{name}: cannot read {cand} ({e})") from None
@@ -242,7 +247,7 @@ def check_learning_rates(ctx):
         v = getattr(ctx.cfg, name)
         if v is not None and v <= 0:
             out.append(Finding("critical", "learning_rate", name,
-                               f"{v:g}: nothing learns at a learning rate <= 0", {name: FIELDS[name].default or 2e-4}))
+                               f"{v:g}: nothing learns at a learning rate <= 0", {name: FIELDS[name].default}))
     return out
 
 # %% ../nbs/01_diagnose.ipynb #83e47e01
@@ -410,13 +415,16 @@ CHECKS = [check_learning_rates, check_warmup, check_schedule, check_intervals, c
           check_loss_weights, check_top_k, check_early_stopping, check_precision, check_memory,
           check_time_budget, check_legacy]
 
-def diagnose(cfg: DistillConfig, *, dataset_size: int | None = None, gpu: str | None = None,
-             throughput: float | None = None, legacy: LegacyConfig | None = None) -> list[Finding]:
-    "Every finding for `cfg`, critical first."
-    ctx = make_context(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=legacy)
+def run_checks(ctx: DiagnoseContext) -> list[Finding]:
+    "Every finding for a context, critical first."
     found = list(ctx.notes)
     for check in CHECKS: found += check(ctx)
     return sorted(found, key=lambda f: SEVERITIES.index(f.severity))
+
+def diagnose(cfg: DistillConfig, *, dataset_size: int | None = None, gpu: str | None = None,
+             throughput: float | None = None, legacy: LegacyConfig | None = None) -> list[Finding]:
+    "Every finding for `cfg`, critical first."
+    return run_checks(make_context(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=legacy))
 
 # %% ../nbs/01_diagnose.ipynb #218f66a2
 @dataclass
@@ -473,11 +481,9 @@ def run_diagnose(config=None, *, legacy=False, preset=None, dataset_size=None, g
         if fix and not output: raise ConfigError("--fix needs --output FILE for the corrected config")
         if dataset_size is not None and dataset_size < 1: raise ConfigError(f"--dataset-size: expected >= 1, got {dataset_size}")
         cfg, leg, name = load_for_diagnose(config, legacy=legacy, preset=preset, overrides=overrides)
-        findings = diagnose(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=leg)
-        ctx_plan = None
-        try: ctx_plan = cfg.plan(dataset_size)
-        except ConfigError: pass
-        header = f"sad-diagnose {name} on {resolve_gpu_profile(cfg, gpu)}" + (f": {ctx_plan.explain(cfg)}" if ctx_plan else "")
+        ctx = make_context(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=leg)
+        findings = run_checks(ctx)
+        header = f"sad-diagnose {name} on {ctx.profile}" + (f": {ctx.plan.explain(cfg)}" if ctx.plan else "")
         if not fix:
             print(json.dumps([f.to_dict() for f in findings], indent=2) if as_json else format_report(findings, header), file=out)
             return min(count_critical(findings), EXIT_BAD_INPUT - 1)

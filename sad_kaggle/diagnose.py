@@ -434,9 +434,11 @@ class FixResult:
     findings: list          # findings of the fixed config
 
 def fix_config(cfg: DistillConfig, *, dataset_size: int | None = None, gpu: str | None = None,
-               throughput: float | None = None, legacy: LegacyConfig | None = None, rounds: int = 4) -> FixResult:
+               throughput: float | None = None, legacy: LegacyConfig | None = None, rounds: int = 4,
+               findings: list | None = None) -> FixResult:
     "Apply suggested values until no critical finding is left; return the new config, the changes and its findings."
-    changes, findings = [], diagnose(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=legacy)
+    changes = []      # `findings`: the caller's diagnosis of `cfg`, to not diagnose it twice
+    if findings is None: findings = diagnose(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=legacy)
     for _ in range(rounds):
         todo = {}
         for f in findings:
@@ -487,7 +489,7 @@ def run_diagnose(config=None, *, legacy=False, preset=None, dataset_size=None, g
         if not fix:
             print(json.dumps([f.to_dict() for f in findings], indent=2) if as_json else format_report(findings, header), file=out)
             return min(count_critical(findings), EXIT_BAD_INPUT - 1)
-        res = fix_config(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=leg)
+        res = fix_config(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=leg, findings=findings)
         res.config.to_json(output)
         if as_json:
             print(json.dumps({"findings": [f.to_dict() for f in findings],

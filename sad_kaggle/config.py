@@ -475,7 +475,9 @@ def curriculum_weights(cfg: DistillConfig, progress: float) -> dict[str, float]:
 
 # %% ../nbs/00_config.ipynb #ec91a0a3
 ASSETS = Path(__file__).parent / "assets" if "__file__" in globals() else Path("../sad_kaggle/assets")
-EMBEDDED = {"sad_kaggle:tiny-teacher": "tiny/teacher", "sad_kaggle:tiny-student": "tiny/student"}
+# the corpus directory holds train.txt.gz and eval.txt.gz (see nbs/tiny_pair.ipynb)
+EMBEDDED = {"sad_kaggle:tiny-teacher": "tiny/teacher", "sad_kaggle:tiny-student": "tiny/student",
+            "sad_kaggle:corpus": "corpus"}
 
 def embedded_path(name: str) -> Path | None:
     "The directory of a `sad_kaggle:` asset, or None if `name` is not one."
@@ -493,8 +495,8 @@ def shipped_model_config(name: str) -> Path | None:
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny-cpu": dict(
         teacher_model="sad_kaggle:tiny-teacher", student_model="sad_kaggle:tiny-student", student_init="random",
-        dataset="sad_kaggle:corpus", dataset_config=None, eval_dataset=None, eval_dataset_config=None,
-        eval_fraction=0.05, eval_subset_size=64, max_length=128, batch_size=8, gradient_accumulation_steps=2,
+        dataset="sad_kaggle:corpus", dataset_config=None, eval_dataset="sad_kaggle:corpus", eval_dataset_config=None,
+        eval_split="eval", eval_fraction=0.05, eval_subset_size=64, max_length=128, batch_size=8, gradient_accumulation_steps=2,
         learning_rate=1e-3, router_lr=3e-3, max_steps=150, warmup_ratio=0.1, eval_steps=0.25, save_steps=0.5,
         logging_steps=10, kd_top_k=64, ema_decay=0.99, early_stopping_patience=None, feature_layers=2,
         mixed_precision="no", gpu_profile="cpu", time_budget_hours=1.0, output_dir="outputs/tiny-cpu"),

@@ -9,21 +9,14 @@ import subprocess
 import sys
 
 import pytest
+from conftest import one_line, run_cli
 
 from sad_kaggle.config import DistillConfig
 from sad_kaggle.diagnose import EXIT_BAD_INPUT
 
 
 def run(*args, timeout=120):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(["sad-diagnose", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
-    assert "Traceback" not in err
-    return lines[0]
+    return run_cli("sad-diagnose", *args, timeout=timeout)
 
 
 def test_original_config_names_the_schedule_and_warmup_in_optimizer_steps(legacy_dir):

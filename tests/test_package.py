@@ -14,10 +14,21 @@ def test_wheel_contains_assets_and_console_script(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for asset in ("sad_kaggle/assets/model_configs/huihui-ai--Huihui-MoE-1B-A0.6B/config.json",
                   "sad_kaggle/assets/model_configs/HuggingFaceTB--SmolLM-135M/config.json",
-                  "sad_kaggle/assets/tiny/teacher/config.json", "sad_kaggle/assets/tiny/student/config.json"):
+                  "sad_kaggle/assets/tiny/teacher/config.json", "sad_kaggle/assets/tiny/student/config.json",
+                  "sad_kaggle/assets/tiny/teacher/model.safetensors", "sad_kaggle/assets/tiny/teacher/tokenizer.json",
+                  "sad_kaggle/assets/tiny/student/tokenizer.json", "sad_kaggle/assets/corpus/train.txt.gz",
+                  "sad_kaggle/assets/corpus/eval.txt.gz", "sad_kaggle/assets/corpus/LICENSE.md"):
         assert asset in names, asset
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "sad-diagnose = sad_kaggle.cli:sad_diagnose" in zipfile.ZipFile(wheel).read(entry).decode()
+    entry_points = zipfile.ZipFile(wheel).read(entry).decode()
+    assert "sad-diagnose = sad_kaggle.cli:sad_diagnose" in entry_points
+    assert "sad-align-report = sad_kaggle.cli:sad_align_report" in entry_points
+
+
+def test_assets_fit_the_budget():
+    # the embedded pair ships inside the package: 20 MB of assets at most
+    assets = ROOT / "sad_kaggle" / "assets"
+    assert sum(f.stat().st_size for f in assets.rglob("*") if f.is_file()) < 20e6
 
 
 def test_readme_test_command_is_what_ci_runs():

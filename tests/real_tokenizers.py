@@ -17,6 +17,7 @@ not needed) and saved. A finished directory is not rebuilt.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -71,10 +72,22 @@ def _tiktoken_dir(ranks_file: Path, pattern: str, added: list[str], dest: Path, 
             return {base64.b64decode(tok): int(rank)
                     for tok, rank in (line.split() for line in Path(path).read_bytes().splitlines() if line)}
 
-    tok = Ranks(vocab_file=str(ranks_file), pattern=pattern).converted()
+    # 4.x calls the argument additional_special_tokens, 5.x extra_special_tokens; the added tokens are
+    # given to the wrapper below instead
+    tok = Ranks(vocab_file=str(ranks_file), pattern=pattern, additional_special_tokens=[],
+                extra_special_tokens=[]).converted()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=eos,
                                    additional_special_tokens=[a for a in added if a != eos])
     fast.save_pretrained(dest)
+    _portable(dest)
+
+
+def _portable(directory: Path):
+    "transformers 5 names its own tokenizer class, which 4.x cannot read; both read this one."
+    cfg_file = directory / "tokenizer_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg_file.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
 def prepare(dest: Path = DEFAULT) -> dict[str, Path]:
@@ -96,6 +109,7 @@ def prepare(dest: Path = DEFAULT) -> dict[str, Path]:
         if not (out["smollm2"] / "tokenizer.json").is_file():
             from transformers import AutoTokenizer
             AutoTokenizer.from_pretrained(str(dest), gguf_file=out["smollm2_gguf"].name).save_pretrained(out["smollm2"])
+            _portable(out["smollm2"])
     return out
 
 

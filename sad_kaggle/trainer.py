@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .align import special_frame, token_bytes, vocab_map
-from .config import (ConfigError, DistillConfig, atomic_write_text, curriculum_weights, make_scheduler,
+from .config import (ConfigError, DistillConfig, atomic_write_text, curriculum_weights, lr_curve, make_scheduler,
                                resolve_gpu_profile, resolve_precision)
 from .data import DualCollator, build_data
 from .guards import MemoryGuard, TimeBudget, is_oom
@@ -28,8 +28,9 @@ from .teacher import gather_positions, live_signal, load_pair, model_dims, stude
 
 # %% auto #0
 __all__ = ['CKPT_DIR', 'EXIT_OK', 'EXIT_STOPPED', 'FEATURE_TYPE', 'fmt_lr', 'TrainState', 'epoch_order', 'micro_batches',
-           'checkpoints', 'read_state', 'find_resume', 'save_checkpoint', 'evaluate', 'held_out_batches', 'StopRun',
-           'TrainResult', 'train', 'format_summary', 'ce_only', 'run_train', 'evaluate_saved', 'run_eval']
+           'checkpoints', 'read_state', 'find_input_runs', 'find_resume', 'save_checkpoint', 'evaluate',
+           'held_out_batches', 'StopRun', 'TrainResult', 'train', 'format_summary', 'ce_only', 'run_train',
+           'evaluate_saved', 'run_eval']
 
 # %% ../nbs/06_trainer.ipynb #fef7f63a
 def fmt_lr(lr: float) -> str:
@@ -77,6 +78,20 @@ def checkpoints(root: Path) -> list[Path]:
 
 def read_state(ckpt: Path) -> TrainState:
     return TrainState(**json.loads((Path(ckpt) / "trainer_state.json").read_text()))
+
+def find_input_runs(root="/kaggle/input", depth: int = 4) -> list[Path]:
+    "Run directories (holding `checkpoints/`) under `root`: a previous Kaggle session's output attached as an input."
+    root = Path(root)
+    if not root.is_dir(): return []
+    found, level = [], [root]
+    for _ in range(depth):
+        nxt = []
+        for d in level:
+            try: subs = sorted(p for p in d.iterdir() if p.is_dir())
+            except OSError: continue
+            for p in subs: (found if p.name == CKPT_DIR else nxt).append(p)
+        level = nxt
+    return sorted({p.parent for p in found})
 
 def find_resume(dirs, log=print) -> Path | None:
     "The newest checkpoint under any of `dirs` whose files are all readable; bad ones are reported and skipped."
@@ -241,6 +256,7 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
 
     # -- resume
     state = TrainState(batch_size=cfg.batch_size, accumulation=cfg.gradient_accumulation_steps)
+    ckpt = None
     if resume:
         ckpt = find_resume([out_dir, *input_dirs], log=say) if resume == "auto" else Path(resume)
         if ckpt is None:
@@ -252,14 +268,23 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.jsonl"
     if main:   # a fresh run starts an empty file; a resumed one drops the records after its checkpoint
-        kept = [l for l in (metrics_path.read_text().splitlines() if resume and metrics_path.is_file() else [])
+        # (resuming from another run's checkpoint, e.g. a previous Kaggle session under /kaggle/input, continues its file)
+        source = metrics_path if metrics_path.is_file() or ckpt is None else ckpt.parent.parent / "metrics.jsonl"
+        kept = [l for l in (source.read_text().splitlines() if ckpt is not None and source.is_file() else [])
                 if _step_of(l) <= state.step]            # a line cut by a kill -9 is dropped too
         metrics_path.write_text("".join(l + "\n" for l in kept))
 
     def write_metrics(rec):
         if main:
             with open(metrics_path, "a") as f: f.write(json.dumps(rec) + "\n")
-        if callback: callback(rec)
+        if callback and main: callback(rec)       # side effects (plots, files) belong to one process
+
+    # the plan record makes metrics.jsonl self-describing for the plots: schedule, budget, memory threshold
+    write_metrics({"step": state.step, "kind": "plan", "total_steps": plan.total_steps, "warmup_steps": plan.warmup_steps,
+                   "eval_steps": plan.eval_steps, "effective_batch": plan.effective_batch,
+                   "lr_schedule": lr_curve(cfg, plan, max_points=200), "time_budget_hours": cfg.time_budget_hours,
+                   "memory_threshold": cfg.memory_threshold, "precision": precision, "profile": profile,
+                   "num_processes": accelerator.num_processes, "output_dir": str(out_dir)})
 
     stop = {"why": None}
     def on_signal(signum, frame): stop["why"] = f"signal {signal.Signals(signum).name}"
@@ -524,7 +549,7 @@ def ce_only(cfg: DistillConfig) -> DistillConfig:
                        alpha_contrastive=0.0, alpha_router=0.0, output_dir=str(Path(cfg.output_dir) / "baseline-ce-only"))
 
 def run_train(config=None, *, preset=None, output_dir=None, resume=None, max_steps=None, overrides=None,
-              baseline=False, input_dirs=(), log=print, err=None) -> int:
+              baseline=False, input_dirs=(), log=print, err=None, callback=None) -> int:
     "Load, check and train; print the summary; return the exit code."
     from sad_kaggle.diagnose import EXIT_BAD_INPUT, count_critical, diagnose, load_for_diagnose
     err = err or sys.stderr
@@ -540,7 +565,7 @@ def run_train(config=None, *, preset=None, output_dir=None, resume=None, max_ste
         for d in input_dirs:
             if not Path(d).is_dir(): raise ConfigError(f"--input-dir {d}: no such directory")
         faults = json.loads(os.environ.get("SAD_TEST_FAULTS", "{}"))     # reliability tests only
-        res = train(cfg, resume=resume, input_dirs=input_dirs, faults=faults, log=log)
+        res = train(cfg, resume=resume, input_dirs=input_dirs, faults=faults, log=log, callback=callback)
         if res.stopped: return EXIT_STOPPED
         if baseline:
             log("\nbaseline: the same run with cross-entropy only")

@@ -45,3 +45,24 @@ def test_every_notebook_module_is_exported():
         text = nb.read_text()
         mod = text.split("#| default_exp ", 1)[1].split("\\n", 1)[0].split('"', 1)[0].strip()
         assert (ROOT / "sad_kaggle" / f"{mod}.py").is_file(), nb.name
+
+
+def readme_from_index() -> str:
+    "README.md as rendered from nbs/index.ipynb: its markdown cells, image paths made relative to the repository root."
+    import json
+    nb = json.loads((ROOT / "nbs" / "index.ipynb").read_text())
+    cells = ["".join(c["source"]).strip("\n") for c in nb["cells"] if c["cell_type"] == "markdown"]
+    return "\n\n".join(cells).replace("](images/", "](nbs/images/") + "\n"
+
+
+def test_readme_is_rendered_from_index():
+    # nbdev's index notebook is the README's source (nbdev_readme needs quarto; this is the same rendering for
+    # markdown-only cells). After editing nbs/index.ipynb: python tests/test_package.py
+    assert (ROOT / "README.md").read_text() == readme_from_index(), "README.md differs from nbs/index.ipynb"
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("!["):
+            assert (ROOT / line.split("](")[1].rstrip(")")).is_file(), line
+
+
+if __name__ == "__main__":
+    (ROOT / "README.md").write_text(readme_from_index())

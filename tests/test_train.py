@@ -189,6 +189,8 @@ def test_main_job_on_the_embedded_default(tmp_path):
     assert all(0 < x["eval_perplexity"] < 1e4 for x in evals)                       # 002: from the LM loss only
     from transformers import AutoModelForCausalLM
     AutoModelForCausalLM.from_pretrained(tmp_path / "student")
+    for name in ("lr", "losses_raw", "losses_weighted", "train_eval", "memory", "time", "dashboard"):   # sad-train's PNGs
+        assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
 
 
 def run_with_faults(out: Path, faults: dict) -> subprocess.CompletedProcess:

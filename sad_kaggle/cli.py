@@ -13,10 +13,11 @@ from .diagnose import EXIT_BAD_INPUT, run_diagnose
 from .align import run_align_report
 from .trainer import run_eval, run_train
 from .plots import TrainingPlots
+from .cache import run_cache
 
 # %% auto #0
 __all__ = ['diagnose_parser', 'overrides_or_exit', 'sad_diagnose', 'align_report_parser', 'sad_align_report', 'train_parser',
-           'sad_train', 'eval_parser', 'sad_eval']
+           'sad_train', 'eval_parser', 'sad_eval', 'cache_parser', 'sad_cache']
 
 # %% ../nbs/99_cli.ipynb #6b35be2b
 def diagnose_parser() -> argparse.ArgumentParser:
@@ -107,3 +108,25 @@ def sad_eval(argv=None) -> int:
     "Entry point of `sad-eval`."
     a = eval_parser().parse_args(argv)
     sys.exit(run_eval(a.path, a.config, as_json=a.as_json))
+
+# %% ../nbs/99_cli.ipynb #0600eeba
+def cache_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sad-cache", description="Run the teacher once over the aligned windows and store "
+                                "its signal; then train with --set teacher_cache=DIR (no teacher loaded).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", metavar="FILE", help="config JSON file")
+    src.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset")
+    p.add_argument("--output", required=True, metavar="DIR", help="cache directory (an existing one is continued)")
+    p.add_argument("--split", choices=("train", "eval", "both"), default="both")
+    p.add_argument("--no-hidden", dest="hidden", action="store_false",
+                   help="do not store hidden states (feature, layer-wise and contrastive objectives then need the live teacher)")
+    p.add_argument("--shard-windows", type=int, default=256, metavar="N", help="windows per shard file")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override one field (repeatable)")
+    return p
+
+def sad_cache(argv=None) -> int:
+    "Entry point of `sad-cache`."
+    a = cache_parser().parse_args(argv)
+    overrides = overrides_or_exit("sad-cache", a.overrides)
+    sys.exit(run_cache(a.config, preset=a.preset, output=a.output, split=a.split, hidden=a.hidden, overrides=overrides,
+                       shard_windows=a.shard_windows))

@@ -16,8 +16,9 @@ from .teacher import ModelDims, SignalSpec, StudentOutputs, TeacherSignal, atten
     gather_positions, layer_pairs, token_logprobs
 
 # %% auto #0
-__all__ = ['KD_METHODS', 'divergence', 'log1mexp', 'kd_same_tokenizer', 'kd_exact_match', 'chunk_likelihood_loss',
-           'depth_weights', 'info_nce', 'anchor_index', 'StudentAwareRouter', 'Objectives', 'combine', 'nonfinite']
+__all__ = ['KD_METHODS', 'divergence', 'log1mexp', 'kd_same_tokenizer', 'kd_exact_match', 'kd_at_positions',
+           'chunk_likelihood_loss', 'depth_weights', 'info_nce', 'anchor_index', 'StudentAwareRouter', 'Objectives',
+           'combine', 'nonfinite']
 
 # %% ../nbs/05_losses.ipynb #a7f0711f
 def divergence(t_lp: torch.Tensor, s_lp: torch.Tensor, kind: str = "forward_kl") -> torch.Tensor:
@@ -72,6 +73,54 @@ def kd_exact_match(s_lp: torch.Tensor, sig: TeacherSignal, student_unmatched: to
     s_un = s_lp.masked_fill(~student_unmatched, neg).topk(min(k, s_lp.shape[-1]), -1).values.exp()
     s_un = F.pad(s_un, (0, k - s_un.shape[-1]))
     return kl + (t_un - s_un).abs().sum(-1)
+
+# %% ../nbs/05_losses.ipynb #6fc98635
+_SIG_FIELDS = ("topk_logprobs", "topk_ids", "topk_student_ids", "tail_logmass", "full_logprobs")
+
+class _SlicedKD(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, flat_logits, rows, per_rows, slice_size, names, *sig):
+        ctx.save_for_backward(flat_logits, rows, *sig)
+        ctx.per_rows, ctx.slice_size, ctx.names = per_rows, slice_size, names
+        with torch.no_grad():
+            return torch.cat([per_rows(flat_logits[rows[i:i + slice_size]], names, [t[i:i + slice_size] for t in sig])
+                              for i in range(0, len(rows), slice_size)])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        flat_logits, rows, *sig = ctx.saved_tensors
+        grad = torch.zeros_like(flat_logits)
+        for i in range(0, len(rows), ctx.slice_size):
+            r = rows[i:i + ctx.slice_size]
+            with torch.enable_grad():
+                lg = flat_logits[r].detach().requires_grad_()
+                per = ctx.per_rows(lg, ctx.names, [t[i:i + ctx.slice_size] for t in sig])
+                g, = torch.autograd.grad(per, lg, grad_out[i:i + ctx.slice_size])
+            grad.index_add_(0, r, g.to(grad.dtype))
+        return (grad, None, None, None, None) + (None,) * len(sig)
+
+def kd_at_positions(logits: torch.Tensor, pos: torch.Tensor, sig: TeacherSignal, method: str, temperature: float = 1.0,
+                    kind: str = "forward_kl", student_unmatched: torch.Tensor | None = None, slice_size: int = 64,
+                    max_direct_bytes: int = 2**27) -> torch.Tensor:
+    """Per chunk slot KD [B, C] (`same_tokenizer` or `exact_match_uld`) of the student's logits at `pos`. Sliced (recomputed
+    in the backward pass) when the fp32 `[B, C, V]` log-probabilities would pass `max_direct_bytes`; direct below that,
+    where the recomputation would cost time and save little."""
+    b, c = pos.shape
+    L, V = logits.shape[1], logits.shape[-1]
+    if b * c * V * 4 <= max_direct_bytes:
+        s_lp = _student_logprobs_at(logits, pos, temperature)
+        return kd_same_tokenizer(s_lp, sig, kind) if method == "same_tokenizer" else \
+            kd_exact_match(s_lp, sig, student_unmatched[:V], kind)
+    rows = (torch.arange(b, device=pos.device)[:, None] * L + pos.clamp(min=0)).flatten()
+    names = tuple(n for n in _SIG_FIELDS if getattr(sig, n) is not None)
+    tensors = [getattr(sig, n).flatten(0, 1) for n in names]
+    def per_rows(lg, names, ts):
+        s_lp = torch.log_softmax(lg.float() / temperature, -1)[None]
+        part = TeacherSignal(**{n: t[None] for n, t in zip(names, ts)})
+        per = kd_same_tokenizer(s_lp, part, kind) if method == "same_tokenizer" else \
+            kd_exact_match(s_lp, part, student_unmatched[:V], kind)
+        return per[0]
+    return _SlicedKD.apply(logits.reshape(b * L, V), rows, per_rows, slice_size, names, *tensors).view(b, c)
 
 # %% ../nbs/05_losses.ipynb #9f6337fe
 def chunk_likelihood_loss(s_ll: torch.Tensor, t_ll: torch.Tensor) -> torch.Tensor:
@@ -199,9 +248,7 @@ class Objectives(torch.nn.Module):
                 valid = valid & sig.chunk_valid
                 sums["kd"] = chunk_likelihood_loss(s_ll, sig.chunk_logprob.float())[valid].sum()
             else:
-                s_lp = _student_logprobs_at(logits, pos, T, self.spec.slice_size)
-                per = kd_same_tokenizer(s_lp, sig, self.cfg.kd_divergence) if self.method == "same_tokenizer" else \
-                    kd_exact_match(s_lp, sig, self.student_unmatched[:s_lp.shape[-1]], self.cfg.kd_divergence)
+                per = kd_at_positions(logits, pos, sig, self.method, T, self.cfg.kd_divergence, self.student_unmatched)
                 sums["kd"] = (per * T * T)[cm].sum()
         if self.pairs and self._needs_features():
             h_s = [gather_positions(so.hidden_states[s], pos) for s, _ in self.pairs]

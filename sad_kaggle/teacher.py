@@ -17,8 +17,8 @@ from .diagnose import hub_miss
 # %% auto #0
 __all__ = ['ModelLoadError', 'load_model', 'Pair', 'freeze', 'load_pair', 'layer_pairs', 'moe_layers', 'expert_outputs',
            'routing', 'ExpertCapture', 'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions', 'attention_at',
-           'token_logprobs', 'chunk_sums', 'live_signal', 'StudentOutputs', 'student_forward', 'ModelDims',
-           'model_dims']
+           'token_logprobs', 'chunk_sums', 'restrict_to_student', 'teacher_nats_bytes', 'live_signal', 'StudentOutputs',
+           'student_forward', 'ModelDims', 'model_dims']
 
 # %% ../nbs/04_teacher.ipynb #a3df924d
 class ModelLoadError(ConfigError):
@@ -79,8 +79,8 @@ def _check_vocab(model, tok, role: str, name: str):
         raise ModelLoadError(f"{role} {name}: its tokenizer has {len(tok):,} ids but the model only {rows:,} "
                              "embedding rows; use the model's own tokenizer")
 
-def load_pair(cfg: DistillConfig, device=None) -> Pair:
-    "Teacher (frozen, eval, fp16 on GPU / fp32 on CPU), student (fp32, trainable) and both tokenizers."
+def load_pair(cfg: DistillConfig, device=None, with_teacher: bool = True) -> Pair:
+    "Teacher (frozen, eval, fp16 on GPU / fp32 on CPU), student (fp32, trainable) and both tokenizers; `with_teacher=False`: no teacher weights (a teacher cache replaces them)."
     import torch
     t0 = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -88,11 +88,13 @@ def load_pair(cfg: DistillConfig, device=None) -> Pair:
     ttok = load_tokenizer(cfg.teacher_tokenizer or cfg.teacher_model)
     stok = load_tokenizer(cfg.student_tokenizer or cfg.student_model)
     teacher = load_model(cfg.teacher_model, dtype=torch.float16 if device.type == "cuda" else torch.float32,
-                         attn_implementation=attn)
+                         attn_implementation=attn) if with_teacher else None
     student = load_model(cfg.student_model, dtype=torch.float32, random_init=cfg.student_init == "random",
                          seed=cfg.seed, attn_implementation=attn)
-    _check_vocab(teacher, ttok, "teacher", cfg.teacher_model); _check_vocab(student, stok, "student", cfg.student_model)
-    return Pair(freeze(teacher).to(device), student.to(device), ttok, stok, time.perf_counter() - t0)
+    if teacher is not None: _check_vocab(teacher, ttok, "teacher", cfg.teacher_model)
+    _check_vocab(student, stok, "student", cfg.student_model)
+    return Pair(freeze(teacher).to(device) if teacher is not None else None, student.to(device), ttok, stok,
+                time.perf_counter() - t0)
 
 # %% ../nbs/04_teacher.ipynb #97f998e9
 def layer_pairs(n_student: int, n_teacher: int, k: int) -> list[tuple[int, int]]:
@@ -176,7 +178,7 @@ class SignalSpec:
     attention_layers: tuple = ()         # teacher hidden-state indices (attention module = index - 1)
     expert_layers: tuple = ()            # teacher decoder layers (0-based) whose experts are captured
     chunk_likelihood: bool = False
-    slice_size: int = 256                # chunk ends per vocabulary projection
+    slice_size: int = 64                 # chunk ends per vocabulary projection (64 x 151,936 fp32 = 39 MB)
 
 @dataclass
 class TeacherSignal:
@@ -235,6 +237,19 @@ def chunk_sums(per_token: torch.Tensor, start: torch.Tensor, end: torch.Tensor, 
     return cum.gather(1, hi) - cum.gather(1, lo), mask & (start >= 1)
 
 @torch.no_grad()
+def restrict_to_student(topk_ids: torch.Tensor, student_of_teacher: torch.Tensor) -> torch.Tensor:
+    "Each teacher id's exact-match student id (-1: none), through the vocabulary map."
+    m = student_of_teacher.to(topk_ids.device)
+    return torch.where(topk_ids < len(m), m[topk_ids.clamp(max=len(m) - 1)], -1)
+
+def teacher_nats_bytes(teacher, batch: dict, first_bytes=None) -> tuple[float, float]:
+    "The teacher's summed next-token cross-entropy (nats) on the batch and the bytes it predicts (for bits per byte)."
+    logits = teacher(input_ids=batch["teacher_input_ids"], attention_mask=batch["teacher_attention_mask"]).logits.float()
+    lab = batch["teacher_input_ids"].masked_fill(batch["teacher_attention_mask"] == 0, -100)
+    nats = float(torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), lab[:, 1:].flatten(),
+                                                   ignore_index=-100, reduction="sum"))
+    return nats, float(batch["n_bytes"].sum()) - (float(first_bytes(batch)) if first_bytes else 0.0)
+
 def live_signal(teacher, batch: dict, spec: SignalSpec, student_of_teacher: torch.Tensor | None = None,
                 dtype=None) -> TeacherSignal:
     "Run the frozen teacher on the batch and lay its signal out on the chunk slots."
@@ -267,9 +282,7 @@ def live_signal(teacher, batch: dict, spec: SignalSpec, student_of_teacher: torc
     else:
         sig.topk_logprobs, sig.topk_ids = torch.cat(vals).view(b, c, -1), torch.cat(idxs).view(b, c, -1)
         sig.tail_logmass = torch.cat(tails).view(b, c)
-        if student_of_teacher is not None:
-            m = student_of_teacher.to(sig.topk_ids.device)
-            sig.topk_student_ids = torch.where(sig.topk_ids < len(m), m[sig.topk_ids.clamp(max=len(m) - 1)], -1)
+        if student_of_teacher is not None: sig.topk_student_ids = restrict_to_student(sig.topk_ids, student_of_teacher)
     if spec.chunk_likelihood:
         nxt = torch.nn.functional.pad(ids[:, 1:], (0, 1))
         tok_lp = token_logprobs(out.last_hidden_state, head, nxt, spec.slice_size)

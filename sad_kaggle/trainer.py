@@ -24,13 +24,13 @@ from .config import (ConfigError, DistillConfig, atomic_write_text, curriculum_w
 from .data import DualCollator, build_data
 from .guards import MemoryGuard, TimeBudget, is_oom
 from .losses import Objectives, combine, nonfinite
-from .teacher import gather_positions, live_signal, load_pair, model_dims, student_forward
+from .teacher import gather_positions, live_signal, load_pair, model_dims, student_forward, teacher_nats_bytes
 
 # %% auto #0
 __all__ = ['CKPT_DIR', 'EXIT_OK', 'EXIT_STOPPED', 'FEATURE_TYPE', 'fmt_lr', 'TrainState', 'epoch_order', 'micro_batches',
            'checkpoints', 'read_state', 'find_input_runs', 'find_resume', 'save_checkpoint', 'evaluate',
-           'held_out_batches', 'StopRun', 'TrainResult', 'train', 'format_summary', 'ce_only', 'run_train',
-           'evaluate_saved', 'run_eval']
+           'held_out_batches', 'teacher_signal', 'StopRun', 'TrainResult', 'train', 'setup_run', 'format_summary',
+           'ce_only', 'run_train', 'evaluate_saved', 'run_eval']
 
 # %% ../nbs/06_trainer.ipynb #fef7f63a
 def fmt_lr(lr: float) -> str:
@@ -64,7 +64,9 @@ def micro_batches(dataset, order: list[int], start: int, size: int, collate):
     "Yield (position after the batch, batch) from `order[start:]` in micro-batches of `size`."
     for i in range(start, len(order), size):
         idx = order[i:i + size]
-        yield i + len(idx), collate([dataset[j] for j in idx])
+        batch = collate([dataset[j] for j in idx])
+        batch["window_index"] = torch.as_tensor(idx, dtype=torch.long)      # where a teacher cache finds the rows
+        yield i + len(idx), batch
 
 # %% ../nbs/06_trainer.ipynb #98731638
 CKPT_DIR = "checkpoints"
@@ -147,18 +149,15 @@ def evaluate(student, teacher, objectives, batches, cfg: DistillConfig, accelera
     for batch in batches:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
-            sig = live_signal(teacher, batch, objectives.spec, _s2t(objectives), dtype=torch.float32)
+            sig = teacher_signal(teacher, batch, objectives.spec, _s2t(objectives), "eval")
             so = student_forward(student, batch, [s for s, _ in objectives.att_pairs])
             s, _ = objectives(batch, so, sig)
         for k, v in s.items(): sums[k] = sums.get(k, 0.0) + float(v)
         for k, v in objectives.counts(batch).items(): counts[k] = counts.get(k, 0) + v
         tot["lm_nats"] += float(s["lm"]); tot["pred_bytes"] += float(batch["n_predicted_bytes"].sum())
         if teacher_bpb is None:      # teacher bits per byte on the same windows
-            t_logits = teacher(input_ids=batch["teacher_input_ids"], attention_mask=batch["teacher_attention_mask"]).logits.float()
-            t_lab = batch["teacher_input_ids"].masked_fill(batch["teacher_attention_mask"] == 0, -100)
-            tot["t_nats"] += float(torch.nn.functional.cross_entropy(t_logits[:, :-1].flatten(0, 1), t_lab[:, 1:].flatten(),
-                                                                     ignore_index=-100, reduction="sum"))
-            tot["t_bytes"] += float(batch["n_bytes"].sum()) - (float(teacher_first_bytes(batch)) if teacher_first_bytes else 0.0)
+            nats, nbytes = teacher_nats_bytes(teacher, batch, teacher_first_bytes)
+            tot["t_nats"] += nats; tot["t_bytes"] += nbytes
         if sig.topk_student_ids is not None:
             pos = batch["chunk_student_end"] - 1
             s_top = gather_positions(so.logits, pos).argmax(-1)
@@ -187,11 +186,19 @@ def evaluate(student, teacher, objectives, batches, cfg: DistillConfig, accelera
 
 def held_out_batches(dataset, collate, batch_size: int, rank: int = 0, world: int = 1) -> list:
     "The held-out windows in batches, every `world`-th batch from `rank` (the same batches every evaluation)."
-    return [collate([dataset[i] for i in range(j, min(j + batch_size, len(dataset)))])
-            for j in range(rank * batch_size, len(dataset), batch_size * world)]
+    out = []
+    for j in range(rank * batch_size, len(dataset), batch_size * world):
+        idx = list(range(j, min(j + batch_size, len(dataset))))
+        out.append({**collate([dataset[i] for i in idx]), "window_index": torch.as_tensor(idx, dtype=torch.long)})
+    return out
 
 def _s2t(objectives):
     return getattr(objectives, "student_of_teacher", None)
+
+def teacher_signal(teacher, batch: dict, spec, student_of_teacher, split: str):
+    "The teacher's signal for a batch: from the live teacher, or from a teacher cache (`sad-cache`) on the same windows."
+    if getattr(teacher, "is_cache", False): return teacher.signal(batch, split, spec, student_of_teacher)
+    return live_signal(teacher, batch, spec, student_of_teacher, dtype=torch.float32)
 
 # %% ../nbs/06_trainer.ipynb #c054c162
 class StopRun(Exception):
@@ -226,9 +233,13 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
     main = accelerator.is_main_process
     say = log if main else (lambda *a, **k: None)
     set_seed(cfg.seed)
+    if cfg.teacher_cache:                   # the teacher's signal from sad-cache: no teacher weights are loaded
+        from sad_kaggle.cache import cacheable_config
+        cfg, note = cacheable_config(cfg)
+        if note: say(note)
 
     # -- models, data, plan
-    pair, data, obj, collate, t_first = _setup(cfg, accelerator)
+    pair, data, obj, collate, t_first = setup_run(cfg, accelerator)
     say(data.report())
     plan = cfg.plan(len(data.train), accelerator.num_processes)
     say(plan.explain(cfg))
@@ -293,7 +304,8 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
     def do_eval():
         t0 = time.perf_counter()
         progress = state.step / plan.total_steps
-        known = state.evals[0]["eval_teacher_bits_per_byte"] if state.evals else None   # the teacher is frozen
+        known = state.evals[0]["eval_teacher_bits_per_byte"] if state.evals else \
+            getattr(teacher, "teacher_bits_per_byte", None)                   # the teacher is frozen (or cached)
         m = evaluate(accelerator.unwrap_model(student), teacher, obj, eval_batches, cfg, accelerator, progress, t_first, known)
         if ema is not None:
             me = evaluate(ema.module, teacher, obj, eval_batches, cfg, accelerator, progress, t_first,
@@ -412,13 +424,20 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
         say(format_summary(summary))
     return TrainResult(state, out_dir, None, final)
 
-def _setup(cfg: DistillConfig, accelerator):
-    "Models, data, objectives, collator, and the teacher's unpredicted first-token bytes (train and eval share this)."
-    pair = load_pair(cfg, device=accelerator.device)
+def setup_run(cfg: DistillConfig, accelerator):
+    """Models, data, objectives, collator, and the teacher's unpredicted first-token bytes (train, eval and sad-cache
+    share this). With `teacher_cache` set, no teacher weights are loaded: `pair.teacher` is the cache reader."""
+    cached = bool(cfg.teacher_cache)
+    pair = load_pair(cfg, device=accelerator.device, with_teacher=not cached)
     data = build_data(cfg, pair.teacher_tokenizer, pair.student_tokenizer)
     same_tok = pair.teacher_tokenizer.backend_tokenizer.to_str() == pair.student_tokenizer.backend_tokenizer.to_str()
     s2t = torch.as_tensor(vocab_map(pair.teacher_tokenizer, pair.student_tokenizer).student_of_teacher())
-    obj = Objectives(cfg, model_dims(pair.student), model_dims(pair.teacher), same_tok, s2t).to(accelerator.device)
+    if cached:
+        from sad_kaggle.cache import open_cache           # (cache imports this module: imported here, not above)
+        pair.teacher = open_cache(cfg.teacher_cache, cfg, pair.teacher_tokenizer, pair.student_tokenizer, data)
+    t_dims = pair.teacher.dims if cached else model_dims(pair.teacher)
+    obj = Objectives(cfg, model_dims(pair.student), t_dims, same_tok, s2t).to(accelerator.device)
+    if cached: pair.teacher.check_spec(obj.spec)
     obj.student_of_teacher = s2t.to(accelerator.device)
     collate = DualCollator(pair.student_tokenizer.pad_token_id, pair.teacher_tokenizer.pad_token_id)
     t_bytes = token_bytes(pair.teacher_tokenizer)
@@ -449,7 +468,7 @@ def _optimizer_step(group, state, cfg, plan, accelerator, student, objectives, o
         ctx = accelerator.no_sync(student) if not sync and accelerator.num_processes > 1 else _null()
         with ctx:
             with accelerator.autocast():
-                sig = live_signal(teacher, mb, obj.spec, obj.student_of_teacher, dtype=torch.float32)
+                sig = teacher_signal(teacher, mb, obj.spec, obj.student_of_teacher, "train")
                 if state.step in faults.get("nan_steps", []):
                     sig.topk_logprobs = sig.topk_logprobs * float("nan") if sig.topk_logprobs is not None else None
                 so = student_forward(student, mb, [s for s, _ in obj.att_pairs])
@@ -506,12 +525,15 @@ def _tokens_per_second(model, ids, reps: int = 3) -> float:
     return reps * ids.numel() / (time.perf_counter() - t0)
 
 def _summary(cfg, pair, final, which, state, out_dir) -> dict:
-    n_t = sum(p.numel() for p in pair.teacher.parameters()); n_s = sum(p.numel() for p in pair.student.parameters())
+    cached = getattr(pair.teacher, "is_cache", False)        # no teacher weights: its size from the cache's manifest
+    n_t = pair.teacher.teacher_params if cached else sum(p.numel() for p in pair.teacher.parameters())
+    n_s = sum(p.numel() for p in pair.student.parameters())
     dev = next(pair.student.parameters()).device
     ids_t = torch.randint(0, len(pair.teacher_tokenizer), (1, 128), device=dev)
     ids_s = torch.randint(0, len(pair.student_tokenizer), (1, 128), device=dev)
     was = pair.student.training; pair.student.eval()
-    t_tps, s_tps = _tokens_per_second(pair.teacher, ids_t), _tokens_per_second(pair.student, ids_s)
+    t_tps = None if cached else _tokens_per_second(pair.teacher, ids_t)
+    s_tps = _tokens_per_second(pair.student, ids_s)
     if was: pair.student.train()
     return {"steps": state.step, "skipped_steps": state.skipped, "saved_weights": which,
             "student_dir": str(out_dir / "student"), "teacher_params": n_t, "student_params": n_s,
@@ -528,8 +550,9 @@ def format_summary(s: dict) -> str:
     lines += [f"saved: {s['student_dir']} ({s['saved_weights']} weights); {s['steps']} optimizer steps, "
               f"{s['skipped_steps']} skipped",
               f"parameters: teacher {s['teacher_params'] / 1e6:.2f} M, student {s['student_params'] / 1e6:.2f} M "
-              f"({s['compression']:.1f}x smaller); inference {s['teacher_tokens_per_s']:,.0f} vs "
-              f"{s['student_tokens_per_s']:,.0f} tokens/s"]
+              f"({s['compression']:.1f}x smaller); inference "
+              + (f"{s['teacher_tokens_per_s']:,.0f} vs " if s["teacher_tokens_per_s"] else "(teacher cached) ")
+              + f"{s['student_tokens_per_s']:,.0f} tokens/s"]
     return "\n".join(lines)
 
 # %% ../nbs/06_trainer.ipynb #4824dbb2
@@ -591,7 +614,10 @@ def evaluate_saved(cfg: DistillConfig, checkpoint: Path | None = None) -> dict:
     accelerator = Accelerator(mixed_precision=resolve_precision(cfg.mixed_precision, resolve_gpu_profile(cfg)),
                               cpu=not torch.cuda.is_available())
     if checkpoint is None: cfg = cfg.replace(**{f"alpha_{c}": 0.0 for c in FEATURE_TYPE})
-    pair, data, obj, collate, t_first = _setup(cfg, accelerator)
+    if cfg.teacher_cache:
+        from sad_kaggle.cache import cacheable_config
+        cfg = cacheable_config(cfg)[0]
+    pair, data, obj, collate, t_first = setup_run(cfg, accelerator)
     if checkpoint is not None:
         for module, name in ((pair.student, "model.safetensors"), (obj, "model_1.safetensors")):
             f = Path(checkpoint) / name
@@ -601,7 +627,8 @@ def evaluate_saved(cfg: DistillConfig, checkpoint: Path | None = None) -> dict:
                 raise ConfigError(f"checkpoint {checkpoint}: {name} does not match the config's models")
         if hasattr(pair.student, "tie_weights"): pair.student.tie_weights()
     batches = held_out_batches(data.eval, collate, cfg.batch_size)
-    return evaluate(pair.student, pair.teacher, obj, batches, cfg, accelerator, 1.0, t_first)
+    return evaluate(pair.student, pair.teacher, obj, batches, cfg, accelerator, 1.0, t_first,
+                    getattr(pair.teacher, "teacher_bits_per_byte", None))     # known when the teacher is a cache
 
 def run_eval(path, config=None, *, as_json: bool = False, out=None, err=None) -> int:
     "What `sad-eval` runs: evaluate, print, return the exit code."

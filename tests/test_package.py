@@ -23,7 +23,8 @@ def test_wheel_contains_assets_and_console_script(tmp_path):
     entry_points = zipfile.ZipFile(wheel).read(entry).decode()
     assert "sad-diagnose = sad_kaggle.cli:sad_diagnose" in entry_points
     for script in ("sad-diagnose = sad_kaggle.cli:sad_diagnose", "sad-align-report = sad_kaggle.cli:sad_align_report",
-                   "sad-train = sad_kaggle.cli:sad_train", "sad-eval = sad_kaggle.cli:sad_eval"):
+                   "sad-train = sad_kaggle.cli:sad_train", "sad-eval = sad_kaggle.cli:sad_eval",
+                   "sad-cache = sad_kaggle.cli:sad_cache"):
         assert script in entry_points, script
 
 

@@ -1,0 +1,68 @@
+"""Shared pieces of the benchmarks: timing, the embedded pair, realistic shapes. Benchmarks, not tests: each script
+prints its measurements and, as its last line, the ratio it exists for."""
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
+
+from sad_kaggle.config import DistillConfig, shipped_model_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def median_seconds(fn, reps: int = 7, warmup: int = 2) -> float:
+    "Median wall time of `fn()` over `reps` runs after `warmup` runs."
+    for _ in range(warmup): fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def embedded_run(**overrides):
+    "The tiny-cpu preset's models, windows, objectives and collator (the run's own setup, live teacher)."
+    from accelerate import Accelerator
+    from sad_kaggle.trainer import setup_run
+    cfg = DistillConfig.from_preset("tiny-cpu", **{"dataset_subset_size": 256, "eval_subset_size": 16, **overrides})
+    acc = Accelerator(cpu=True)
+    return (cfg, acc, *setup_run(cfg, acc))
+
+
+def realistic_models(teacher_layers: int | None = None):
+    """Random-init models of the reference architectures from their shipped configs: the Qwen3-MoE teacher
+    (vocabulary 151,936, hidden 1024) and the SmolLM-135M student (vocabulary 49,152, 30 layers, hidden 576)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    t_cfg = AutoConfig.from_pretrained(shipped_model_config("huihui-ai/Huihui-MoE-1B-A0.6B").parent)
+    if teacher_layers: t_cfg.num_hidden_layers = teacher_layers
+    s_cfg = AutoConfig.from_pretrained(shipped_model_config("HuggingFaceTB/SmolLM-135M").parent)
+    torch.manual_seed(0)
+    teacher = AutoModelForCausalLM.from_config(t_cfg).eval()
+    for p in teacher.parameters(): p.requires_grad_(False)
+    student = AutoModelForCausalLM.from_config(s_cfg)
+    return teacher, student
+
+
+def say(*a):
+    print(*a, flush=True)
+
+
+def first_batch(data, collate, n: int) -> dict:
+    "The first `n` training windows as a batch, with the window indices a teacher cache needs."
+    return {**collate([data.train[i] for i in range(n)]), "window_index": torch.arange(n)}
+
+
+def ce_step(student, batch, opt):
+    "One plain cross-entropy optimizer step of the student (the baseline of P1 and P2)."
+    out = student(input_ids=batch["student_input_ids"], attention_mask=batch["student_attention_mask"], labels=batch["labels"])
+    out.loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+
+
+def side_by_side(label_a: str, fa, label_b: str, fb, reps: int) -> float:
+    "Median times of `fa` and `fb` measured in this run; prints both and returns time(a) ÷ time(b)."
+    a, b = median_seconds(fa, reps), median_seconds(fb, reps)
+    say(f"  {label_a} {a * 1000:.0f} ms, {label_b} {b * 1000:.0f} ms")
+    return a / b

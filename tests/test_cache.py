@@ -1,0 +1,68 @@
+"""sad-cache on the tiny preset, then training from the cache without loading the teacher: the same held-out bits per
+byte as the live run within the quantization tolerance; a cache that does not match the run is refused in one line."""
+import json
+import re
+
+import pytest
+
+from conftest import one_line, run_cli
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cache") / "tiny"
+    r = run_cli("sad-cache", "--preset", "tiny-cpu", "--output", out, timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out, r.stdout
+
+
+def test_sad_cache_reports_its_size(cache):
+    out, log = cache
+    m = re.search(r"train: ([\d,]+) windows, .* ([\d.]+) bytes per student token", log)
+    assert m and int(m.group(1).replace(",", "")) == 9745, log
+    assert float(m.group(2)) < 300                       # k = 64 on the embedded pair (P4 measures k = 128)
+    man = json.loads((out / "manifest.json").read_text())
+    assert set(man["splits"]) == {"train", "eval"} and man["signal"]["top_k"] == 64
+    assert "teacher held-out bits per byte" in log
+
+
+def test_training_from_the_cache_never_loads_the_teacher_and_matches_the_live_run(cache, tmp_path, monkeypatch):
+    out, _ = cache
+    # the live reference: the same run with the objectives a cache cannot serve turned off
+    live = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", tmp_path / "live",
+                   "--set", "alpha_attention=0", "--set", "alpha_router=0", timeout=1800)
+    assert live.returncode == 0, live.stdout[-3000:] + live.stderr[-3000:]
+    live_final = json.loads((tmp_path / "live" / "summary.json").read_text())
+
+    # the cached run, in this process, with loading the teacher forbidden
+    import sad_kaggle.teacher as T
+    from sad_kaggle.config import DistillConfig
+    from sad_kaggle.trainer import train
+    real = T.load_model
+    def no_teacher(name, **kw):
+        assert name != "sad_kaggle:tiny-teacher", "the teacher was loaded"
+        return real(name, **kw)
+    monkeypatch.setattr(T, "load_model", no_teacher)
+    lines = []
+    cfg = DistillConfig.from_preset("tiny-cpu", output_dir=str(tmp_path / "cached"), teacher_cache=str(out))
+    res = train(cfg, log=lines.append)
+    assert res.state.finished and any("attention and router objective(s) off" in l for l in lines)
+    cached_final = json.loads((tmp_path / "cached" / "summary.json").read_text())
+    assert cached_final["teacher_tokens_per_s"] is None                      # never measured: never loaded
+
+    a, b = live_final["student_bits_per_byte"], cached_final["student_bits_per_byte"]
+    print(f"held-out bits per byte: live {a:.6f}, cached {b:.6f} ({(b - a) / a:+.3%}); "
+          f"teacher live {live_final['teacher_bits_per_byte']:.4f}, cached {cached_final['teacher_bits_per_byte']:.4f}")
+    assert abs(cached_final["teacher_bits_per_byte"] - live_final["teacher_bits_per_byte"]) < 1e-4
+    assert abs(b - a) / a < 0.01
+
+
+def test_a_cache_that_does_not_match_is_refused_in_one_line(cache, tmp_path):
+    out, _ = cache
+    r = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", tmp_path, "--set", f"teacher_cache={out}",
+                "--set", "max_length=96", timeout=600)
+    assert r.returncode == 64, r.stderr[-2000:]
+    assert "data_train hash differs" in one_line(r.stderr)
+    r = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", tmp_path, "--set", f"teacher_cache={out}",
+                "--set", "temperature=2", timeout=600)
+    assert r.returncode == 64 and "signal hash differs" in one_line(r.stderr)

@@ -21,10 +21,11 @@ from .config import ConfigError, embedded_path
 from .diagnose import EXIT_BAD_INPUT, hub_miss
 
 # %% auto #0
-__all__ = ['CHUNK_FIELDS', 'TokenizerError', 'load_tokenizer', 'tokenizer_kind', 'tokenizer_hash', 'special_ids', 'token_bytes',
-           'char_to_byte', 'Encoded', 'encode_with_offsets', 'SpecialFrame', 'special_frame', 'AlignmentError',
-           'Chunks', 'align_chunks', 'check_cover', 'sentencepiece_like', 'VocabMap', 'cache_dir', 'vocab_map',
-           'splits_digits_singly', 'read_paragraphs', 'align_report', 'format_align_report', 'run_align_report']
+__all__ = ['CHUNK_FIELDS', 'TokenizerError', 'load_tokenizer', 'tokenizer_kind', 'tokenizer_hash', 'special_ids', 'TokenBytes',
+           'token_bytes', 'char_to_byte', 'Encoded', 'encode_with_offsets', 'SpecialFrame', 'special_frame',
+           'AlignmentError', 'Chunks', 'align_chunks', 'check_cover', 'sentencepiece_like', 'VocabMap', 'cache_dir',
+           'vocab_map', 'splits_digits_singly', 'read_paragraphs', 'align_report', 'format_align_report',
+           'run_align_report']
 
 # %% ../nbs/02_align.ipynb #6f3cb847
 class TokenizerError(ConfigError):
@@ -85,7 +86,18 @@ def special_ids(tok) -> np.ndarray:
         if getattr(t, "special", False): ids.add(i)
     return np.array(sorted(i for i in ids if i is not None and i >= 0), dtype=np.int64)
 
-def token_bytes(tok) -> list[bytes]:
+class TokenBytes(list):
+    "A tokenizer's `bytes` per id, with the same table packed into numpy arrays (built once) for vectorized checks."
+    _packed = None
+    def packed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        "(lengths [V], offsets [V] into the buffer, buffer uint8): every token's bytes, concatenated."
+        if self._packed is None:
+            lens = np.fromiter(map(len, self), dtype=np.int64, count=len(self))
+            buf = np.frombuffer(b"".join(self), dtype=np.uint8)
+            self._packed = (lens, np.cumsum(lens) - lens, buf)
+        return self._packed
+
+def token_bytes(tok) -> TokenBytes:
     "The bytes spelled by every real token id (`len(tok)` of them); special tokens spell `b''`."
     kind, dec = tokenizer_kind(tok), _byte_decoder()
     out = [b""] * len(tok)
@@ -99,7 +111,7 @@ def token_bytes(tok) -> list[bytes]:
             out[i] = piece.replace("▁", " ").encode()
     for i in special_ids(tok):
         if i < len(out): out[i] = b""
-    return out
+    return TokenBytes(out)
 
 # %% ../nbs/02_align.ipynb #4f40ac83
 def char_to_byte(text: str) -> np.ndarray:
@@ -179,12 +191,18 @@ def _dummy_prefix(tok_bytes0: bytes, text_bytes: bytes, start0: int) -> int:
 def _check_side(name, enc: Encoded, tb: list[bytes], text_bytes: bytes, ends_idx: np.ndarray, bounds: np.ndarray):
     "Raise unless the tokens of every chunk on this side spell exactly the chunk's bytes of the text."
     if len(enc.ids) == 0: return
-    pieces = [tb[i] if i < len(tb) else b"" for i in enc.ids.tolist()]
+    lens_all, offs, buf = (tb if isinstance(tb, TokenBytes) else TokenBytes(tb)).packed()
+    ids = enc.ids
+    known = ids < len(lens_all)                            # ids past the table (padding rows) spell nothing
+    safe = np.where(known, ids, 0)
+    lens, src0 = np.where(known, lens_all[safe], 0), offs[safe].copy()
     first = int(enc.start[0])
-    pieces[0] = pieces[0][_dummy_prefix(pieces[0], text_bytes, first):]
-    lens = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-    spelled_ends = first + np.cumsum(lens)[ends_idx]      # where each chunk ends, by the tokens' own bytes
-    whole = b"".join(pieces)
+    skip = _dummy_prefix(tb[int(ids[0])] if known[0] else b"", text_bytes, first)
+    lens[0] -= skip; src0[0] += skip
+    out_end = np.cumsum(lens)
+    spelled_ends = first + out_end[ends_idx]               # where each chunk ends, by the tokens' own bytes
+    # every token's bytes gathered in one vectorized step: output byte p of token j comes from src0[j] + (p - start_j)
+    whole = buf[np.repeat(src0 - (out_end - lens), lens) + np.arange(int(out_end[-1]))].tobytes()
     n = min(len(whole), len(text_bytes) - first)
     same_text = len(whole) == n and whole == text_bytes[first:first + n]
     if same_text and np.array_equal(spelled_ends, bounds): return

@@ -20,7 +20,8 @@ import torch
 from .align import tokenizer_hash
 from .config import ConfigError, DistillConfig, atomic_write_text, embedded_path
 from .diagnose import EXIT_BAD_INPUT, load_for_diagnose
-from .teacher import ModelDims, SignalSpec, TeacherSignal, live_signal, restrict_to_student, teacher_nats_bytes
+from .teacher import (ModelDims, SignalSpec, TeacherSignal, live_signal, model_dims, restrict_to_student,
+                                teacher_nats_bytes)
 
 # %% auto #0
 __all__ = ['LP_FLOOR', 'CACHE_VERSION', 'MANIFEST', 'EXIT_INTERRUPTED', 'varint_encode', 'varint_decode', 'quantize_logprobs',
@@ -166,7 +167,6 @@ def write_cache(cfg: DistillConfig, out_dir, splits=("train", "eval"), hidden: b
         man["hashes"].update(want)
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        from sad_kaggle.teacher import model_dims
         man = {"version": CACHE_VERSION, "teacher_model": cfg.teacher_model, "hashes": want,
                "signal": {"top_k": cfg.kd_top_k, "temperature": cfg.temperature, "hidden_layers": list(layers)},
                "teacher_dims": asdict(model_dims(pair.teacher)),

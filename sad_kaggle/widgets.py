@@ -14,7 +14,7 @@ from pathlib import Path
 
 import ipywidgets as W
 
-from .config import (COMPONENTS, FIELDS, GPU_PROFILES, PRESETS, ConfigError, DistillConfig,
+from .config import (COMPONENTS, FIELDS, PRESETS, ConfigError, DistillConfig,
                                curriculum_weights, lr_curve, resolve_gpu_profile)
 from .diagnose import SEVERITIES, ModelConfigError, diagnose, estimate_memory, model_arch
 from .plots import figure_png

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError, embedded_path
-from .diagnose import EXIT_BAD_INPUT, hub_miss
+from .diagnose import EXIT_BAD_INPUT
+from .inputs import hub_miss
 
 # %% auto #0
 __all__ = ['CHUNK_FIELDS', 'TokenizerError', 'load_tokenizer', 'tokenizer_kind', 'tokenizer_hash', 'special_ids', 'TokenBytes',

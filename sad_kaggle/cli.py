@@ -78,9 +78,11 @@ def train_parser() -> argparse.ArgumentParser:
     src.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset")
     p.add_argument("--output-dir", metavar="DIR", help="where checkpoints, metrics.jsonl and the student go")
     p.add_argument("--resume", metavar="auto|PATH",
-                   help="continue from a checkpoint: auto = the newest valid one in the output dir or an --input-dir")
-    p.add_argument("--input-dir", dest="input_dirs", action="append", default=[], metavar="DIR",
-                   help="also look for checkpoints here (Kaggle: a previous version's output under /kaggle/input/...)")
+                   help="continue from a checkpoint: auto = the newest valid one in the output dir or in a previous run "
+                        "found under the input roots")
+    p.add_argument("--input-dir", dest="input_dirs", action="append", default=[], metavar="ROOT",
+                   help="an input root searched, at any depth, for previous runs, models and datasets named in the config "
+                        "(repeatable; default: /kaggle/input when it exists)")
     p.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (sets max_steps)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override one field (repeatable)")
     p.add_argument("--baseline", action="store_true", help="also train a CE-only student and compare bits per byte")

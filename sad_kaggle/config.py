@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 # %% auto #0
-__all__ = ['COMPONENTS', 'FIELDS', 'LEGACY_KEYS', 'GPU_PROFILES', 'ASSETS', 'EMBEDDED', 'PRESETS', 'ConfigError',
-           'default_curriculum', 'curriculum_multiplier', 'DistillConfig', 'validate', 'config_from_dict',
-           'atomic_write_text', 'parse_set', 'GpuProfile', 'detect_gpu_profile', 'resolve_gpu_profile',
-           'resolve_precision', 'StepPlan', 'make_scheduler', 'lr_curve', 'curriculum_weights', 'embedded_path',
-           'shipped_model_config', 'Translation', 'LegacyConfig', 'load_legacy_config']
+__all__ = ['COMPONENTS', 'FIELDS', 'LEGACY_KEYS', 'GPU_PROFILES', 'ASSETS', 'EMBEDDED', 'PRESETS', 'RETIRED_PRESETS',
+           'ConfigError', 'default_curriculum', 'curriculum_multiplier', 'DistillConfig', 'validate',
+           'config_from_dict', 'atomic_write_text', 'config_changes', 'format_changes', 'config_sources', 'parse_set',
+           'GpuProfile', 'detect_gpu_profile', 'resolve_gpu_profile', 'resolve_precision', 'StepPlan', 'make_scheduler',
+           'lr_curve', 'curriculum_weights', 'embedded_path', 'shipped_model_config', 'Translation', 'LegacyConfig',
+           'load_legacy_config']
 
 # %% ../nbs/00_config.ipynb #7b6762ce
 class ConfigError(ValueError):
@@ -193,6 +194,12 @@ class DistillConfig:
     logging_dir: str | None = _spec(None, group="output", kind="str", optional=True,
         doc="Where metrics.jsonl goes (None: output_dir).")
     seed: int = _spec(42, group="output", kind="int", low=0, high=2**32 - 1, doc="Seed of every RNG.")
+    save_dtype: str = _spec("auto", group="output", kind="str", choices=("auto", "fp32", "fp16", "bf16"),
+        doc="dtype of the saved student (`auto`: the training precision, fp16/bf16 on GPU, fp32 on CPU).")
+    push_to_hub: str | None = _spec(None, group="output", kind="str", optional=True,
+        doc="Upload the saved student to this Hugging Face repo (`you/name`; token: Kaggle secret or env HF_TOKEN).")
+    kaggle_model: str | None = _spec(None, group="output", kind="str", optional=True,
+        doc="Upload the saved student as this Kaggle Model (`you/model/transformers/variation`, with kagglehub).")
 
     def __post_init__(self): validate(self)
 
@@ -341,6 +348,23 @@ def _replace(self: DistillConfig, **changes) -> DistillConfig:
 
 DistillConfig.to_dict, DistillConfig.to_json = _to_dict, _to_json
 DistillConfig.from_json, DistillConfig.replace = classmethod(_from_json), _replace
+
+# %% ../nbs/00_config.ipynb #8dd66cdd
+def config_changes(base: DistillConfig, cfg: DistillConfig, ignore=()) -> dict:
+    "`{field: (value in base, value in cfg)}` for every field where they differ, in field order."
+    a, b = base.to_dict(), cfg.to_dict()
+    return {k: (a[k], b[k]) for k in FIELDS if a[k] != b[k] and k not in ignore}
+
+def format_changes(changes: dict) -> str:
+    "`field: old → new` for each change, comma-separated (`no changes` when there are none)."
+    return ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changes.items()) or "no changes"
+
+def config_sources(layers) -> list[str]:
+    "One line per field set by any of `layers` (`[(name, {field: value})]`, applied in order): its value and the layer that set it last."
+    origin, value = {}, {}
+    for name, d in layers:
+        for k, v in (d or {}).items(): origin[k], value[k] = name, v
+    return [f"{k} = {value[k]!r}  ({origin[k]})" for k in FIELDS if k in origin]
 
 # %% ../nbs/00_config.ipynb #ba5a54e2
 def parse_set(assignments) -> dict:
@@ -505,14 +529,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         dataset_subset_size=200_000, max_length=512, batch_size=4, gradient_accumulation_steps=8, num_processes=2,
         learning_rate=2e-4, gradient_checkpointing=True, mixed_precision="auto", gpu_profile="t4",
         time_budget_hours=9.0, output_dir="/kaggle/working/sad_output"),
-    "kaggle-p100": dict(
+    "p100": dict(
         dataset_subset_size=100_000, max_length=512, batch_size=4, gradient_accumulation_steps=16, num_processes=1,
         learning_rate=2e-4, gradient_checkpointing=True, mixed_precision="auto", gpu_profile="p100",
-        time_budget_hours=9.0, output_dir="/kaggle/working/sad_output"),
+        time_budget_hours=9.0, output_dir="outputs/p100"),
 }
+RETIRED_PRESETS = {"kaggle-p100": "Kaggle has retired the P100 accelerator (asking for it now gets a T4): use "
+                                  "'kaggle-t4x2' on Kaggle, or 'p100' for a P100 elsewhere"}
 
 def _from_preset(cls, name: str, **overrides) -> DistillConfig:
     "The preset `name` with `overrides` applied."
+    if name in RETIRED_PRESETS: raise ConfigError(f"preset {name!r}: {RETIRED_PRESETS[name]}")
     if name not in PRESETS:
         near = difflib.get_close_matches(name, list(PRESETS), n=1)
         raise ConfigError(f"unknown preset {name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 from .align import (CHUNK_FIELDS, align_chunks, encode_with_offsets, special_frame, token_bytes,
                               tokenizer_hash)
 from .config import ConfigError, DistillConfig, embedded_path
-from .diagnose import hub_miss, hub_offline
+from .inputs import hub_miss, hub_offline
 
 # %% auto #0
 __all__ = ['WINDOW_COLUMNS', 'DataError', 'load_texts', 'TextStats', 'clean_texts', 'WindowMaker', 'split_texts', 'make_windows',
@@ -32,13 +33,36 @@ def _kind(p: Path) -> str | None:
     suf = p.suffixes[-2] if p.suffix == ".gz" and len(p.suffixes) > 1 else p.suffix
     return _KINDS.get(suf.lower())
 
-def _local_files(src: Path) -> tuple[str, list[str]]:
+_SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev", "eval"),
+                  "eval": ("eval", "validation", "valid", "val", "dev"), "test": ("test",)}
+_ALL_SPLITS = {a for v in _SPLIT_ALIASES.values() for a in v}
+
+def _split_of(f: Path) -> str | None:
+    "The split a file's name or folder says it holds (`train-00000-of-00002.parquet`, `validation/x.txt`), if any."
+    first = re.split(r"[-_.]", f.name.lower())[0]
+    return first if first in _ALL_SPLITS else (f.parent.name.lower() if f.parent.name.lower() in _ALL_SPLITS else None)
+
+def _pick_split(files: list, split: str, src: Path) -> list:
+    "The files of `split` when the files are named by split (as the hub lays out parquet files); else all of them."
+    tagged = {f: _split_of(f) for f in files}
+    if not any(tagged.values()): return files
+    picked = [f for f, s in tagged.items() if s in _SPLIT_ALIASES.get(split, (split,))]
+    if not picked:
+        raise DataError(f"dataset {src}: no split {split!r}; its files are named for {sorted({s for s in tagged.values() if s})}")
+    return picked
+
+def _local_files(src: Path, split: str = "train") -> tuple[str, list[str]]:
     files = [src] if src.is_file() else sorted(f for f in src.rglob("*") if f.is_file() and _kind(f))
     if not files: raise DataError(f"dataset {src}: no .txt/.jsonl/.parquet files")
+    if src.is_dir(): files = _pick_split(files, split, src)
     kinds = {_kind(f) for f in files}
     if None in kinds: raise DataError(f"dataset {src}: unsupported file type (use .txt, .jsonl or .parquet)")
     if len(kinds) > 1: raise DataError(f"dataset {src}: mixes file types {sorted(kinds)}; use one")
     return kinds.pop(), [str(f) for f in files]
+
+def _is_saved_dataset(p: Path) -> bool:
+    "A directory written by `datasets`' `save_to_disk` (a `Dataset` or a `DatasetDict`)."
+    return p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file())
 
 def load_texts(source: str, config: str | None = None, split: str = "train", text_column: str = "text"):
     "A `datasets.Dataset` with one column `text` from a hub name, local files or `sad_kaggle:corpus`."
@@ -51,8 +75,14 @@ def load_texts(source: str, config: str | None = None, split: str = "train", tex
             if name is None: raise DataError(f"{what}: no split {split!r}; it has 'train' and 'eval'")
             ds = datasets.load_dataset("text", data_files=str(emb / f"{name}.txt.gz"), split="train",
                                        sample_by="paragraph")
+        elif _is_saved_dataset(Path(source).expanduser()):
+            ds = datasets.load_from_disk(str(Path(source).expanduser()))
+            if isinstance(ds, datasets.DatasetDict):
+                name = next((s for s in _SPLIT_ALIASES.get(split, (split,)) if s in ds), None)
+                if name is None: raise DataError(f"{what}: no split {split!r}; it has {list(ds)}")
+                ds = ds[name]
         elif Path(source).expanduser().exists():
-            kind, files = _local_files(Path(source).expanduser())
+            kind, files = _local_files(Path(source).expanduser(), split)
             extra = dict(sample_by="paragraph", encoding_errors="replace") if kind == "text" else {}
             ds = datasets.load_dataset(kind, data_files=files, split="train", **extra)
         elif source.startswith((".", "/", "~")):

@@ -15,14 +15,16 @@ from pathlib import Path
 from .config import (COMPONENTS, FIELDS, GPU_PROFILES, ConfigError, DistillConfig, LegacyConfig,
                                StepPlan, embedded_path, load_legacy_config, lr_curve, resolve_gpu_profile,
                                resolve_precision, shipped_model_config)
+from .inputs import hub_miss, hub_offline, hub_reachable
 
 # %% auto #0
-__all__ = ['SEVERITIES', 'GiB', 'CHECKS', 'EXIT_BAD_INPUT', 'Finding', 'count_critical', 'ModelConfigError', 'hub_offline',
-           'hub_miss', 'read_model_config', 'ModelArch', 'model_arch', 'MemoryEstimate', 'estimate_memory',
+__all__ = ['SEVERITIES', 'GiB', 'KAGGLE_WEEKLY_GPU_HOURS', 'CHECKS', 'EXIT_BAD_INPUT', 'Finding', 'count_critical',
+           'ModelConfigError', 'read_model_config', 'ModelArch', 'model_arch', 'MemoryEstimate', 'estimate_memory',
            'DiagnoseContext', 'make_context', 'check_learning_rates', 'check_warmup', 'legacy_lr_curve',
            'check_schedule', 'check_intervals', 'check_temperature', 'check_loss_weights', 'check_top_k',
-           'check_early_stopping', 'check_precision', 'check_memory', 'check_time_budget', 'check_legacy', 'run_checks',
-           'diagnose', 'FixResult', 'fix_config', 'format_report', 'load_for_diagnose', 'run_diagnose']
+           'check_early_stopping', 'check_precision', 'check_memory', 'session_plan', 'check_time_budget',
+           'check_legacy', 'run_checks', 'diagnose', 'FixResult', 'fix_config', 'format_report', 'load_for_diagnose',
+           'run_diagnose']
 
 # %% ../nbs/01_diagnose.ipynb #e8046a91
 SEVERITIES = ("critical", "warning", "info")
@@ -48,14 +50,7 @@ def count_critical(findings) -> int: return sum(f.severity == "critical" for f i
 class ModelConfigError(ConfigError):
     "A model's config.json could not be found or read."
 
-def hub_offline() -> bool:
-    "True when `HF_HUB_OFFLINE` forbids the hub (the values huggingface_hub accepts as true)."
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
-def hub_miss() -> str:
-    "Why a name that is not local could not be loaded from the hub, for a one-line error."
-    return ("not in the local cache and the hub is offline (HF_HUB_OFFLINE=1)" if hub_offline()
-            else "could not be fetched from the hub (unreachable or no such repository)")
 
 def read_model_config(name: str) -> tuple[dict, str]:
     "The `config.json` of model `name` as a dict, and where it was found."
@@ -71,7 +66,7 @@ def read_model_config(name: str) -> tuple[dict, str]:
             if isinstance(hit, str): cand = Path(hit)
         except Exception: pass                                    # not a valid repo id: reported below
         if cand is None: cand = shipped_model_config(name)
-        if cand is None and not hub_offline():
+        if cand is None and hub_reachable():
             try:
                 from huggingface_hub import hf_hub_download
                 cand = Path(hf_hub_download(name, "config.json", etag_timeout=10))
@@ -400,16 +395,29 @@ def check_memory(ctx):
     return [Finding("critical", "memory", "batch_size", msg, changes)]
 
 # %% ../nbs/01_diagnose.ipynb #e08d84a5
+KAGGLE_WEEKLY_GPU_HOURS = 30.0      # Kaggle's weekly GPU quota (it varies a little from week to week)
+
+def session_plan(hours: float, budget: float) -> str:
+    "How many sessions of `budget` hours a run of `hours` needs, and what share of Kaggle's weekly GPU quota that is."
+    sessions = max(1, math.ceil(hours / budget))
+    used = sessions * budget if sessions > 1 else hours
+    return (f"{sessions} session(s) of {budget:g} h with resume, about {used:.1f} GPU hours = "
+            f"{100 * used / KAGGLE_WEEKLY_GPU_HOURS:.0f}% of Kaggle's ~{KAGGLE_WEEKLY_GPU_HOURS:g} GPU hours a week"
+            + (f" ({math.ceil(used / KAGGLE_WEEKLY_GPU_HOURS)} weeks of quota)" if used > KAGGLE_WEEKLY_GPU_HOURS else ""))
+
 def check_time_budget(ctx):
-    if ctx.plan is None or not ctx.throughput: return []
+    budget = ctx.cfg.time_budget_hours
+    if ctx.plan is None or not ctx.throughput:
+        return [Finding("info", "time_budget", "time_budget_hours",
+                        f"each session stops by {budget:g} h = {100 * budget / KAGGLE_WEEKLY_GPU_HOURS:.0f}% of Kaggle's "
+                        f"~{KAGGLE_WEEKLY_GPU_HOURS:g} GPU hours a week; pass --throughput (tokens/s, from a first "
+                        "session's log) to know how many sessions the whole run needs")]
     tokens_per_step = ctx.plan.effective_batch * ctx.cfg.max_length
     hours = ctx.plan.total_steps * tokens_per_step / ctx.throughput / 3600
-    budget = ctx.cfg.time_budget_hours
-    if hours <= budget: return []
+    plan = f"{ctx.plan.total_steps:,} optimizer steps at {ctx.throughput:,.0f} tokens/s take {hours:.1f} h: {session_plan(hours, budget)}"
+    if hours <= budget: return [Finding("info", "time_budget", "time_budget_hours", plan)]
     fit = max(1, int(budget * 0.95 * 3600 * ctx.throughput / tokens_per_step))
-    return [Finding("warning", "time_budget", "time_budget_hours",
-                    f"{ctx.plan.total_steps:,} optimizer steps at {ctx.throughput:,.0f} tokens/s take {hours:.1f} h, over "
-                    f"the {budget:g} h budget ({math.ceil(hours / budget)} sessions with resume)", {"max_steps": fit})]
+    return [Finding("warning", "time_budget", "time_budget_hours", f"over the {budget:g} h budget: {plan}", {"max_steps": fit})]
 
 # %% ../nbs/01_diagnose.ipynb #028f0515
 def check_legacy(ctx):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .align import TokenizerError, load_tokenizer
 from .config import ConfigError, DistillConfig, embedded_path
-from .diagnose import hub_miss
+from .inputs import hub_miss
 
 # %% auto #0
 __all__ = ['ModelLoadError', 'load_model', 'Pair', 'freeze', 'load_pair', 'layer_pairs', 'moe_layers', 'expert_outputs',

@@ -19,18 +19,20 @@ import numpy as np
 import torch
 
 from .align import special_frame, token_bytes, vocab_map
-from .config import (ConfigError, DistillConfig, atomic_write_text, curriculum_weights, lr_curve, make_scheduler,
-                               resolve_gpu_profile, resolve_precision)
+from .config import (ConfigError, DistillConfig, atomic_write_text, config_changes, curriculum_weights, format_changes,
+                               lr_curve, make_scheduler, resolve_gpu_profile, resolve_precision)
 from .data import DualCollator, build_data
 from .guards import MemoryGuard, TimeBudget, is_oom
+from .inputs import CKPT_DIR, Inputs, checkpoints, default_roots, resolve_sources
 from .losses import Objectives, combine, nonfinite
+from .student import model_card, publish_student, save_dtype_name, save_student
 from .teacher import gather_positions, live_signal, load_pair, model_dims, student_forward, teacher_nats_bytes
 
 # %% auto #0
-__all__ = ['CKPT_DIR', 'EXIT_OK', 'EXIT_STOPPED', 'FEATURE_TYPE', 'fmt_lr', 'TrainState', 'epoch_order', 'micro_batches',
-           'checkpoints', 'read_state', 'find_input_runs', 'find_resume', 'save_checkpoint', 'evaluate',
-           'held_out_batches', 'teacher_signal', 'StopRun', 'TrainResult', 'train', 'setup_run', 'format_summary',
-           'ce_only', 'run_train', 'evaluate_saved', 'run_eval']
+__all__ = ['EXIT_OK', 'EXIT_STOPPED', 'FEATURE_TYPE', 'fmt_lr', 'TrainState', 'epoch_order', 'micro_batches', 'read_state',
+           'find_resume', 'resume_point', 'save_checkpoint', 'evaluate', 'held_out_batches', 'teacher_signal',
+           'StopRun', 'TrainResult', 'train', 'setup_run', 'format_summary', 'ce_only', 'run_train', 'evaluate_saved',
+           'run_eval']
 
 # %% ../nbs/06_trainer.ipynb #fef7f63a
 def fmt_lr(lr: float) -> str:
@@ -69,31 +71,8 @@ def micro_batches(dataset, order: list[int], start: int, size: int, collate):
         yield i + len(idx), batch
 
 # %% ../nbs/06_trainer.ipynb #98731638
-CKPT_DIR = "checkpoints"
-
-def checkpoints(root: Path) -> list[Path]:
-    "Complete checkpoint directories under `root`, oldest first."
-    d = Path(root) / CKPT_DIR
-    if not d.is_dir(): return []
-    return sorted((p for p in d.glob("step-*") if p.is_dir() and (p / "trainer_state.json").is_file()),
-                  key=lambda p: int(p.name.split("-")[1]))
-
 def read_state(ckpt: Path) -> TrainState:
     return TrainState(**json.loads((Path(ckpt) / "trainer_state.json").read_text()))
-
-def find_input_runs(root="/kaggle/input", depth: int = 4) -> list[Path]:
-    "Run directories (holding `checkpoints/`) under `root`: a previous Kaggle session's output attached as an input."
-    root = Path(root)
-    if not root.is_dir(): return []
-    found, level = [], [root]
-    for _ in range(depth):
-        nxt = []
-        for d in level:
-            try: subs = sorted(p for p in d.iterdir() if p.is_dir())
-            except OSError: continue
-            for p in subs: (found if p.name == CKPT_DIR else nxt).append(p)
-        level = nxt
-    return sorted({p.parent for p in found})
 
 def find_resume(dirs, log=print) -> Path | None:
     "The newest checkpoint under any of `dirs` whose files are all readable; bad ones are reported and skipped."
@@ -108,6 +87,30 @@ def find_resume(dirs, log=print) -> Path | None:
         except Exception as e:
             log(f"checkpoint {c}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]}); trying the previous one")
     return None
+
+def resume_point(out_dir: Path, runs, cfg: DistillConfig, log=print) -> Path | None:
+    """The checkpoint `resume="auto"` continues from: the newest readable one in `out_dir` or in a previous run found under
+    the input roots (`runs`, from `Inputs.runs`). Says so loudly when previous runs exist but none has a usable
+    checkpoint; when one is found, says its step, its run and how its config differs from this run's."""
+    out_dir = Path(out_dir)
+    dirs = [out_dir] + [r.path for r in runs if r.path.resolve() != out_dir.resolve()]
+    ckpt = find_resume(dirs, log=log)
+    if ckpt is None:
+        previous = [d for d in dirs[1:]] + ([out_dir] if (out_dir / "metrics.jsonl").is_file() or (out_dir / CKPT_DIR).is_dir() else [])
+        if previous:
+            log("WARNING: resume auto found previous run(s) but no usable checkpoint in any of them, so this run starts "
+                f"again at optimizer step 0. Looked in: {'; '.join(str(d / CKPT_DIR) for d in previous)}")
+        else:
+            log("resume auto: no previous run in the output directory or the inputs; starting from scratch")
+        return None
+    try:
+        before = DistillConfig.from_json(ckpt / "config.json")
+        diff = format_changes(config_changes(before, cfg, ignore=("output_dir",)))
+    except ConfigError as e:
+        diff = f"unknown (its config.json: {e})"
+    log(f"resuming from {ckpt}: optimizer step {read_state(ckpt).step} of the run in {ckpt.parent.parent}; "
+        f"config changes since that checkpoint: {diff}")
+    return ckpt
 
 def _check_readable(f: Path):
     if f.suffix == ".safetensors":
@@ -238,8 +241,9 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
         cfg, note = cacheable_config(cfg)
         if note: say(note)
 
-    # -- models, data, plan
-    pair, data, obj, collate, t_first = setup_run(cfg, accelerator)
+    # -- models, data, plan (every model and dataset resolved first: a local path, an attached input, the cache, the hub)
+    inputs = Inputs(input_dirs)
+    pair, data, obj, collate, t_first = setup_run(cfg, accelerator, inputs, log=say)
     say(data.report())
     plan = cfg.plan(len(data.train), accelerator.num_processes)
     say(plan.explain(cfg))
@@ -267,15 +271,18 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
 
     # -- resume
     state = TrainState(batch_size=cfg.batch_size, accumulation=cfg.gradient_accumulation_steps)
-    ckpt = None
-    if resume:
-        ckpt = find_resume([out_dir, *input_dirs], log=say) if resume == "auto" else Path(resume)
-        if ckpt is None:
-            say("resume auto: no checkpoint found, starting from scratch")
-        else:
-            accelerator.load_state(str(ckpt))
-            state = read_state(ckpt)
-            say(f"resumed from {ckpt} at optimizer step {state.step}")
+    runs, ckpt = inputs.runs(), None
+    if resume == "auto":
+        ckpt = resume_point(out_dir, runs, cfg, log=say)
+    elif resume:
+        ckpt = Path(resume)
+    elif any(r.checkpoints for r in runs):
+        say(f"note: previous run(s) with checkpoints attached ({'; '.join(str(r) for r in runs if r.checkpoints)}) "
+            "are not resumed: resume was not asked (--resume auto)")
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        state = read_state(ckpt)
+        say(f"resumed from {ckpt} at optimizer step {state.step}")
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.jsonl"
     if main:   # a fresh run starts an empty file; a resumed one drops the records after its checkpoint
@@ -323,7 +330,8 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
         if ema is not None and ema_key in m and m[ema_key] < value: value, which = m[ema_key], "ema"
         if state.best_metric is None or value < state.best_metric - cfg.early_stopping_min_delta:
             state.best_metric, state.best_step, state.best_weights, state.bad_evals = value, state.step, which, 0
-            if main: _save_student(accelerator.unwrap_model(student) if which == "raw" else ema.module, pair, out_dir / "best")
+            if main: save_student(accelerator.unwrap_model(student) if which == "raw" else ema.module, pair.student_tokenizer,
+                                  out_dir / "best", save_dtype_name(cfg, precision))
         elif state.step > plan.warmup_steps:          # patience only counts after warmup
             state.bad_evals += 1
         return m
@@ -416,17 +424,23 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
         say(f"ranks in sync: student weight sum {every[0]:.6f} on all {len(every)} processes")
     # -- the end: the better of raw and EMA weights, loadable with from_pretrained
     if main:
-        final_dir = out_dir / "student"
         which = "ema" if ema is not None and final.get("eval_ema_bits_per_byte", math.inf) < final["eval_bits_per_byte"] else "raw"
-        _save_student(accelerator.unwrap_model(student) if which == "raw" else ema.module, pair, final_dir)
         summary = _summary(cfg, pair, final, which, state, out_dir)
+        # safetensors in the training dtype, a tokenizer transformers 4.x and 5.x load, generation config, model card
+        save_student(accelerator.unwrap_model(student) if which == "raw" else ema.module, pair.student_tokenizer,
+                     out_dir / "student", save_dtype_name(cfg, precision), card=model_card(cfg, summary))
         atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
         say(format_summary(summary))
     return TrainResult(state, out_dir, None, final)
 
-def setup_run(cfg: DistillConfig, accelerator):
+def setup_run(cfg: DistillConfig, accelerator, inputs: Inputs | None = None, log=None):
     """Models, data, objectives, collator, and the teacher's unpredicted first-token bytes (train, eval and sad-cache
-    share this). With `teacher_cache` set, no teacher weights are loaded: `pair.teacher` is the cache reader."""
+    share this). Every model and dataset is resolved first (`resolve_sources`: a local path, an input attached under
+    `inputs`' roots, the cache, or the hub if it answers), and what cannot be had stops here, before anything loads.
+    With `teacher_cache` set, no teacher weights are loaded: `pair.teacher` is the cache reader."""
+    resolved = resolve_sources(cfg, inputs=inputs if inputs is not None else Inputs())
+    for line in resolved.lines: (log or (lambda *a: None))(line)
+    cfg = resolved.config
     cached = bool(cfg.teacher_cache)
     pair = load_pair(cfg, device=accelerator.device, with_teacher=not cached)
     data = build_data(cfg, pair.teacher_tokenizer, pair.student_tokenizer)
@@ -511,13 +525,6 @@ class _null:
     def __enter__(self): return self
     def __exit__(self, *a): return False
 
-def _save_student(model, pair, path: Path):
-    "save_pretrained the student and its tokenizer under `path` (temporary name, then rename)."
-    path = Path(path); tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp); pair.student_tokenizer.save_pretrained(tmp)
-    shutil.rmtree(path, ignore_errors=True); os.replace(tmp, path)
-
 def _tokens_per_second(model, ids, reps: int = 3) -> float:
     with torch.no_grad():
         model(ids); t0 = time.perf_counter()
@@ -580,13 +587,16 @@ def run_train(config=None, *, preset=None, output_dir=None, resume=None, max_ste
         cfg, _, _ = load_for_diagnose(config, preset=preset, overrides=overrides)
         if output_dir: cfg = cfg.replace(output_dir=str(output_dir))
         if max_steps: cfg = cfg.replace(max_steps=int(max_steps))
-        critical = [f for f in diagnose(cfg) if f.severity == "critical"]
+        for d in input_dirs:
+            if not Path(d).is_dir(): raise ConfigError(f"--input-dir {d}: no such directory")
+        roots = default_roots(input_dirs)
+        if roots: log(f"input roots: {', '.join(map(str, roots))}")
+        # every model and dataset resolved first (one line naming what to attach), so the checks read the real configs
+        critical = [f for f in diagnose(resolve_sources(cfg, roots).config) if f.severity == "critical"]
         if critical:
             f = critical[0]
             raise ConfigError(f"{f.field}: {f.message} ({len(critical)} critical finding(s); see sad-diagnose)")
         _check_writable(Path(cfg.output_dir))
-        for d in input_dirs:
-            if not Path(d).is_dir(): raise ConfigError(f"--input-dir {d}: no such directory")
         faults = json.loads(os.environ.get("SAD_TEST_FAULTS", "{}"))     # reliability tests only
         res = train(cfg, resume=resume, input_dirs=input_dirs, faults=faults, log=log, callback=callback)
         if res.stopped: return EXIT_STOPPED
@@ -599,6 +609,9 @@ def run_train(config=None, *, preset=None, output_dir=None, resume=None, max_ste
             log("\n".join(["", "held-out bits per byte:"] + [f"  {k:<18} {v:.4f}" for k, v in rows.items()]
                           + [f"  distilled ÷ CE-only = {d / b:.3f} (goal ≤ 0.95)"]))
             atomic_write_text(Path(cfg.output_dir) / "baseline.json", json.dumps({**rows, "ratio": d / b}, indent=1))
+            summary = json.loads((Path(cfg.output_dir) / "summary.json").read_text())     # the card gains the baseline
+            atomic_write_text(Path(cfg.output_dir) / "student" / "README.md", model_card(cfg, summary, b))
+        for line in publish_student(Path(cfg.output_dir) / "student", cfg): log(line)
         return EXIT_OK
     except ConfigError as e:
         print(f"sad-train: error: {e}", file=err)
@@ -607,8 +620,8 @@ def run_train(config=None, *, preset=None, output_dir=None, resume=None, max_ste
 # %% ../nbs/06_trainer.ipynb #206bee6f
 FEATURE_TYPE = ("feature", "layerwise", "contrastive", "router")
 
-def evaluate_saved(cfg: DistillConfig, checkpoint: Path | None = None) -> dict:
-    "Held-out metrics of the config's student, or of the student and objectives in `checkpoint`."
+def evaluate_saved(cfg: DistillConfig, checkpoint: Path | None = None, input_dirs=()) -> dict:
+    "Held-out metrics of the config's student, or of the student and objectives in `checkpoint` (models and data resolved under `input_dirs`, as in `train`)."
     from accelerate import Accelerator
     from safetensors.torch import load_file
     accelerator = Accelerator(mixed_precision=resolve_precision(cfg.mixed_precision, resolve_gpu_profile(cfg)),
@@ -617,7 +630,7 @@ def evaluate_saved(cfg: DistillConfig, checkpoint: Path | None = None) -> dict:
     if cfg.teacher_cache:
         from sad_kaggle.cache import cacheable_config
         cfg = cacheable_config(cfg)[0]
-    pair, data, obj, collate, t_first = setup_run(cfg, accelerator)
+    pair, data, obj, collate, t_first = setup_run(cfg, accelerator, Inputs(input_dirs))
     if checkpoint is not None:
         for module, name in ((pair.student, "model.safetensors"), (obj, "model_1.safetensors")):
             f = Path(checkpoint) / name

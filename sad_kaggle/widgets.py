@@ -14,7 +14,7 @@ from pathlib import Path
 
 import ipywidgets as W
 
-from .config import (COMPONENTS, FIELDS, PRESETS, ConfigError, DistillConfig,
+from .config import (COMPONENTS, FIELDS, PRESETS, ConfigError, DistillConfig, config_changes,
                                curriculum_weights, lr_curve, resolve_gpu_profile)
 from .diagnose import SEVERITIES, ModelConfigError, diagnose, estimate_memory, model_arch
 from .plots import figure_png
@@ -172,8 +172,10 @@ _COLORS = {"critical": "#b00020", "warning": "#b26a00", "info": "#555"}
 class ConfigEditor:
     "A `DistillConfig` form generated from the field metadata; headless-testable (see the tests below)."
     def __init__(self, cfg: DistillConfig | None = None, *, preset: str | None = None,
-                 dataset_size: int | None = None, gpu: str | None = None, preview: bool = True):
+                 dataset_size: int | None = None, gpu: str | None = None, preview: bool = True,
+                 base: DistillConfig | None = None, ignore=()):
         self.gpu, self.live_preview, self._quiet = gpu, preview, False
+        self.ignore = tuple(ignore)
         self.fields = {n: FieldControl(n) for n in FIELDS}
         self.preset = W.Dropdown(options=["(custom)"] + list(PRESETS), value="(custom)", description="preset")
         self.path = W.Text(value="config.json", description="JSON file", tooltip="path for Load and Save")
@@ -182,6 +184,8 @@ class ConfigEditor:
                                        tooltip="training windows assumed for the schedule when neither "
                                                "dataset_subset_size nor max_steps is set (0: unknown)")
         self.status, self.findings_html, self.preview_text = W.HTML(), W.HTML(), W.HTML()
+        self.changes = W.Textarea(description="OVERRIDES", disabled=False, layout=W.Layout(width="95%", height="90px"),
+                                  tooltip="your changes from the preset: paste into the kernel's OVERRIDES for a batch run")
         self.preview = W.Image(format="png", layout=W.Layout(width="500px"))
         self.errors, self.findings, self.preview_info = {}, [], None
         groups = _groups()
@@ -194,10 +198,13 @@ class ConfigEditor:
         self.buttons["save"].on_click(lambda b: self.save())
         self.buttons["diagnose"].on_click(lambda b: self.run_diagnose())
         top = W.HBox([self.preset, self.path, *self.buttons.values()])
-        form = W.VBox([tabs, self.status, self.findings_html])
+        form = W.VBox([tabs, self.status, self.findings_html,
+                       W.HTML("<small>A batch run (Save &amp; Run All) starts a fresh kernel and does not see this form: "
+                              "paste this into the parameters cell.</small>"), self.changes])
         side = W.VBox([self.planning_size, self.preview, self.preview_text])
         self.widget = W.VBox([top, W.HBox([form, side])])
         start = cfg if cfg is not None else (DistillConfig.from_preset(preset) if preset else DistillConfig())
+        self.base = base if base is not None else (DistillConfig.from_preset(preset) if preset else start)
         if preset: self._quiet = True; self.preset.value = preset; self._quiet = False
         self.set_config(start)
 
@@ -246,11 +253,21 @@ class ConfigEditor:
                                  + "; ".join(_esc(m) for m in errs.values()))
         else:
             self.status.value = '<b style="color:#1b7f3b">valid</b>'
+            self.changes.value = self.overrides_text()
             if self.live_preview: self.refresh_preview()
 
     def _apply_preset(self, name: str):
         if self._quiet or name == "(custom)": return
         self.set_config(DistillConfig.from_preset(name))
+
+    def overrides(self) -> dict:
+        "The form's valid values that differ from `base` (fields in `ignore` left out): what a batch run must be given."
+        return {k: new for k, (_, new) in config_changes(self.base, self.config, self.ignore).items()}
+
+    def overrides_text(self) -> str:
+        "`OVERRIDES = {...}`, one field a line: the text for the kernel's parameters cell."
+        body = "".join(f"    {k!r}: {v!r},\n" for k, v in self.overrides().items())
+        return "OVERRIDES = {" + ("\n" + body if body else "") + "}"
 
     def refresh_preview(self):
         "Redraw the preview for the current valid config."

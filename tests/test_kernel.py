@@ -1,9 +1,18 @@
 """The Kaggle kernel notebook, executed end to end on CPU with the tiny-cpu preset (nbclient, parameters injected
-after the cell tagged `parameters`, as papermill does), then again as a new "session" that resumes from the first
-session's output attached as an input."""
+after the cell tagged `parameters`, as papermill does), against fake Kaggle input roots in Kaggle's layouts:
+
+- its own Python environment (a venv that sees this one's packages but not sad_kaggle), so the notebook really
+  installs the wheel it finds under the input root, offline (`--no-index`);
+- the hub unreachable (HF_HUB_OFFLINE=1): teacher, student and text come only from the attached inputs, named in
+  the config by hub-style ids;
+- a second execution resumes from the first's output attached as a notebook output, at the right step.
+"""
 import json
 import os
+import shutil
+import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import nbformat
@@ -11,21 +20,55 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT
+from sad_kaggle.inputs import fake_kaggle_input
 
 KERNEL = ROOT / "kaggle_kernel" / "sad_kaggle_kernel.ipynb"
 SMALL = {"dataset_subset_size": 200, "eval_subset_size": 16, "eval_steps": 8, "save_steps": 8, "logging_steps": 8}
+# the embedded pair and corpus named as a user names hub models and datasets; the fake inputs hold them
+ATTACHED = {"teacher_model": "acme/tiny-teacher", "student_model": "acme/tiny-student", "dataset": "kjv-corpus",
+            "dataset_config": None, "eval_dataset": "kjv-corpus", "eval_dataset_config": None, "eval_split": "eval"}
 
 
-def run_kernel(tmp: Path, **params) -> nbformat.NotebookNode:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(ROOT)], check=True, timeout=300)
+    return next(out.glob("sad_kaggle-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def kaggle_python(tmp_path_factory) -> dict:
+    """A Jupyter kernel in a fresh venv standing in for the Kaggle image: every dependency importable (this
+    environment's site-packages on its path), sad_kaggle not (the editable install's hook is not processed)."""
+    d = tmp_path_factory.mktemp("kaggle-image")
+    venv = d / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "kaggle_image.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    probe = subprocess.run([str(py), "-c", "import sad_kaggle"], capture_output=True, text=True, cwd=d)
+    assert probe.returncode != 0, "sad_kaggle must not be importable before the notebook installs it"
+    spec = d / "jupyter" / "kernels" / "kaggle-image"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [str(py), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                                                  "display_name": "kaggle image", "language": "python"}))
+    return {"JUPYTER_PATH": str(d / "jupyter"), "kernel": "kaggle-image", "venv": venv}
+
+
+def run_kernel(tmp: Path, kernel_env: dict | None = None, **params) -> nbformat.NotebookNode:
     nb = nbformat.read(KERNEL, as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     src = "\n".join(f"{k} = {v!r}" for k, v in params.items())
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(src, metadata={"tags": ["injected-parameters"]}))
     env_before = dict(os.environ)
     os.environ.update(HF_HUB_OFFLINE="1", SAD_KAGGLE_CACHE=str(tmp / "cache"))
+    if kernel_env: os.environ["JUPYTER_PATH"] = kernel_env["JUPYTER_PATH"]
     os.environ.pop("SAD_SESSION_START", None)
     try:
-        NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp)}}).execute()
+        NotebookClient(nb, timeout=900, kernel_name=kernel_env["kernel"] if kernel_env else "python3",
+                       resources={"metadata": {"path": str(tmp)}}).execute()
     finally:
         os.environ.clear(); os.environ.update(env_before)
     return nb
@@ -38,40 +81,59 @@ def outputs(nb, kind="text"):
             if kind == "png" and "image/png" in o.get("data", {}): yield o["data"]["image/png"]
 
 
-def test_kernel_notebook_runs_end_to_end_on_cpu_and_resumes_from_an_attached_output(tmp_path):
-    # session 1: a time budget so short that the run stops after its first optimizer step, with a checkpoint
+@pytest.mark.parametrize("layout", ["mixed", "flat"])
+def test_kernel_installs_trains_and_resumes_from_kaggle_inputs_with_the_hub_unreachable(tmp_path, layout, wheel,
+                                                                                      kaggle_python):
+    # mixed: the wheel in datasets/<owner>/<slug>/, the models in models/<owner>/<model>/transformers/<variation>/<v>/,
+    # the text flat, the previous run in notebooks/<owner>/<slug>/; flat: everything in /kaggle/input/<slug>/ (old kernels)
+    root = fake_kaggle_input(tmp_path / "input", layout, wheel=wheel)
     first = tmp_path / "working" / "sad_output"
-    nb = run_kernel(tmp_path, PRESET="tiny-cpu", PACKAGE="", OUTPUT_DIR=str(first), INPUT_ROOT=str(tmp_path / "input"),
-                    OVERRIDES={**SMALL, "max_steps": 16}, BUDGET_HOURS=1e-4)
+    common = dict(PRESET="tiny-cpu", PACKAGE="auto", INPUT_ROOT=str(root), OVERRIDES={**ATTACHED, **SMALL, "max_steps": 16})
+    # session 1: a budget so short that the run stops after its first optimizer step, with a checkpoint
+    nb = run_kernel(tmp_path, kaggle_python, OUTPUT_DIR=str(first), BUDGET_HOURS=1e-4, **common)
     text = "".join(outputs(nb))
-    assert "no GPU visible: training runs on the CPU in fp32" in text
-    assert "previous runs attached: none" in text
+    where = "datasets/someone/sad-kaggle-wheel" if layout == "mixed" else "sad-kaggle-wheel"
+    assert f"installing {root / where / wheel.name}" in text
+    assert f"from {kaggle_python['venv']}" in text                        # the notebook's install, not this checkout
+    model_dir = root / ("models/someone/tiny-teacher/transformers/default/1" if layout == "mixed" else "tiny-teacher")
+    assert f"teacher_model: acme/tiny-teacher → {model_dir} (attached input)" in text
+    assert f"dataset: kjv-corpus → {root / 'kjv-corpus'} (attached input)" in text
+    assert "teacher_model = 'acme/tiny-teacher'  (OVERRIDES)" in text and "(preset tiny-cpu)" in text
     assert "stopped before the end" in text and (first / "checkpoints").is_dir()
-    assert (first / "plots" / "dashboard.png").is_file()
 
-    # session 2: the first one's output attached under the input root (Add Input -> Your Work), a new output dir,
-    # the config editor path (INTERACTIVE), the normal budget: it resumes and finishes
-    attached = tmp_path / "input" / "sad-kaggle-distill"
-    attached.parent.mkdir()
-    os.symlink(first, attached)
+    # session 2: the first output attached as "Add Input -> Your Work" (notebooks/<owner>/<slug>/ today, flat before)
+    attached = root / ("notebooks/someone" if layout == "mixed" else "") / "sad-kaggle-distill" / "sad_output"
+    shutil.copytree(first, attached)
     second = tmp_path / "working2" / "sad_output"
-    nb = run_kernel(tmp_path, PRESET="tiny-cpu", PACKAGE="", OUTPUT_DIR=str(second), INPUT_ROOT=str(tmp_path / "input"),
-                    OVERRIDES={**SMALL, "max_steps": 16}, INTERACTIVE=True)
+    nb = run_kernel(tmp_path, kaggle_python, OUTPUT_DIR=str(second), INTERACTIVE=(layout == "mixed"), **common)
     text = "".join(outputs(nb))
-    assert f"previous runs attached: {attached}" in text
+    assert f"run: {attached} (checkpoints at optimizer steps 1)" in text
+    assert f"resuming from {attached / 'checkpoints' / 'step-0000001'}: optimizer step 1 of the run in {attached}" in text
     steps = [json.loads(l)["step"] for l in (second / "metrics.jsonl").read_text().splitlines() if '"train"' in l]
     assert steps == list(range(1, 17))                  # step 1 from session 1, 2-16 trained here: none lost or repeated
-    assert "held-out bits per byte" in text and "sample:" in text and "of Kaggle's 20 GB output limit" in text
-    summary = json.loads((second / "summary.json").read_text())
+    assert "sample:" in text and "of Kaggle's 20 GB output limit" in text
     reloaded = float(text.split("saved student reloaded from")[1].split("bits per byte ")[1].split()[0])
     final = [json.loads(l) for l in (second / "metrics.jsonl").read_text().splitlines() if '"eval"' in l][-1]
     best = min(final["eval_bits_per_byte"], final.get("eval_ema_bits_per_byte", float("inf")))  # student/ = the better
     assert abs(reloaded - best) < 1e-3                              # the saved student is the one evaluated
     assert list(outputs(nb, "png")), "the dashboard was not displayed"
-    for name in ("lr", "losses_raw", "losses_weighted", "train_eval", "memory", "time", "dashboard"):
-        assert (second / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
-    assert summary
-    assert (second / "student" / "config.json").is_file()
+    card = (second / "student" / "README.md").read_text()                 # the measured numbers of the saved weights
+    assert "acme/tiny-teacher" in card and f"| student (this model) | {best:.4f} |" in card
+    assert f"| teacher | {final['eval_teacher_bits_per_byte']:.4f} |" in card
+    if layout == "mixed":                                            # the editor path: no edits, so no paste warning
+        assert "Your edits in the form are not in the parameters cell" not in text
+
+
+def test_kernel_with_a_model_missing_says_what_to_attach_and_loads_nothing(tmp_path):
+    root = fake_kaggle_input(tmp_path / "input", "mixed")
+    out = tmp_path / "working" / "sad_output"
+    with pytest.raises(Exception) as e:
+        run_kernel(tmp_path, PRESET="tiny-cpu", PACKAGE="", OUTPUT_DIR=str(out), INPUT_ROOT=str(root),
+                   OVERRIDES={**ATTACHED, **SMALL, "teacher_model": "huihui-ai/Huihui-MoE-1B-A0.6B", "max_steps": 16})
+    msg = str(e.value)
+    assert "inputs: teacher_model huihui-ai/Huihui-MoE-1B-A0.6B: not under" in msg and "'huihui-moe-1b-a0-6b'" in msg
+    assert "turn internet on" in msg
+    assert not (out / "config.json").exists()                        # stopped before any model or data was loaded
 
 
 def test_kernel_notebook_trains_in_a_torchrun_subprocess_with_two_processes(tmp_path):

@@ -189,6 +189,11 @@ def test_main_job_on_the_embedded_default(tmp_path):
     assert all(0 < x["eval_perplexity"] < 1e4 for x in evals)                       # 002: from the LM loss only
     from transformers import AutoModelForCausalLM
     AutoModelForCausalLM.from_pretrained(tmp_path / "student")
+    summary = json.loads((tmp_path / "summary.json").read_text())               # the model card holds the measured numbers
+    card = (tmp_path / "student" / "README.md").read_text()
+    saved = summary["student_ema_bits_per_byte"] if summary["saved_weights"] == "ema" else summary["student_bits_per_byte"]
+    assert f"| student (this model) | {saved:.4f} |" in card and f"| teacher | {summary['teacher_bits_per_byte']:.4f} |" in card
+    assert "| optimizer steps | 150 " in card and (tmp_path / "student" / "generation_config.json").is_file()
     for name in ("lr", "losses_raw", "losses_weighted", "train_eval", "memory", "time", "dashboard"):   # sad-train's PNGs
         assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
 

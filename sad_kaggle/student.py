@@ -59,7 +59,6 @@ def save_student(model, tokenizer, path, dtype: str = "float32", card: str | Non
     from transformers import GenerationConfig
     path = Path(path); tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    was_training = model.training
     copy_ = copy.deepcopy(model).to(device="cpu", dtype=getattr(torch, dtype))      # the trained model is never rounded
     copy_.eval()
     gen = GenerationConfig.from_model_config(copy_.config)
@@ -76,7 +75,6 @@ def save_student(model, tokenizer, path, dtype: str = "float32", card: str | Non
     atomic_write_text(tmp / "config.json", json.dumps(c, indent=2) + "\n")
     if card is not None: atomic_write_text(tmp / "README.md", card)
     del copy_
-    if was_training: model.train()
     shutil.rmtree(path, ignore_errors=True); os.replace(tmp, path)
     return path
 

@@ -96,7 +96,7 @@ def resume_point(out_dir: Path, runs, cfg: DistillConfig, log=print) -> Path | N
     dirs = [out_dir] + [r.path for r in runs if r.path.resolve() != out_dir.resolve()]
     ckpt = find_resume(dirs, log=log)
     if ckpt is None:
-        previous = [d for d in dirs[1:]] + ([out_dir] if (out_dir / "metrics.jsonl").is_file() or (out_dir / CKPT_DIR).is_dir() else [])
+        previous = dirs[1:] + ([out_dir] if (out_dir / "metrics.jsonl").is_file() or (out_dir / CKPT_DIR).is_dir() else [])
         if previous:
             log("WARNING: resume auto found previous run(s) but no usable checkpoint in any of them, so this run starts "
                 f"again at optimizer step 0. Looked in: {'; '.join(str(d / CKPT_DIR) for d in previous)}")

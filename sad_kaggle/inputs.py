@@ -181,6 +181,8 @@ class Inputs:
             if config:
                 sub = next((s for s, _ in self.listing.dirs if s != d and d in s.parents and slug(s.name) == slug(config)), None)
                 if sub is not None and self._holds_data(sub): out.append(sub); continue
+                if not any(n.endswith(DATA_SUFFIXES) for n in self.listing.files.get(d, [])):
+                    continue          # it has folders of other configs, not this one: not a match
             if self._holds_data(d): out.append(d)
         return out
 

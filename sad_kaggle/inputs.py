@@ -109,15 +109,16 @@ def checkpoints(run_dir) -> list[Path]:
     return sorted((p for p in d.glob("step-*") if p.is_dir() and p.name[5:].isdigit() and (p / "trainer_state.json").is_file()),
                   key=lambda p: int(p.name.split("-")[1]))
 
-def _is_run_config(path: Path) -> bool:
-    try: return "teacher_model" in json.loads(path.read_text())
+def _json_has(path: Path, key: str) -> bool:
+    "Whether the JSON object in `path` has `key`: a run's config has `teacher_model`, a model's `model_type`."
+    try: return key in json.loads(Path(path).read_text())
     except (OSError, ValueError, TypeError): return False
 
 # %% ../nbs/01_inputs.ipynb #60d54d49
 class Inputs:
     "Everything attached under some roots (default: `/kaggle/input` when it exists), walked once."
     def __init__(self, roots=None, max_entries: int = MAX_ENTRIES):
-        self.roots = default_roots(roots or ())
+        self.roots, self.max_entries = default_roots(roots or ()), max_entries
         self.listing = walk(self.roots, max_entries)
 
     def _rel(self, d: Path) -> tuple:
@@ -140,7 +141,7 @@ class Inputs:
         out = []
         for d, _ in self.listing.dirs:
             names = self.listing.files.get(d, [])
-            if (d / CKPT_DIR).is_dir() or "metrics.jsonl" in names or ("config.json" in names and _is_run_config(d / "config.json")):
+            if (d / CKPT_DIR).is_dir() or "metrics.jsonl" in names or ("config.json" in names and _json_has(d / "config.json", "teacher_model")):
                 if d.name != "student" and d.parent.name != CKPT_DIR and not d.name.startswith(".tmp"):
                     out.append(RunDir(d, checkpoints(d)))
         return out
@@ -151,15 +152,10 @@ class Inputs:
         found = []
         for d, names in self.listing.files.items():
             if not holds_model(names, need) or CKPT_DIR in d.parts: continue      # a run's checkpoint is no model
-            if need != "tokenizer" and "config.json" in names and not self._is_model_config(d): continue
+            if need != "tokenizer" and "config.json" in names and not _json_has(d / "config.json", "model_type"): continue
             if want in {slug(p) for p in self._rel(d)} or self._names_in_config(d, names) == full:
                 found.append(d)
         return sorted(found, key=_version_key, reverse=True)
-
-    @staticmethod
-    def _is_model_config(d: Path) -> bool:
-        try: return "model_type" in json.loads((d / "config.json").read_text())
-        except (OSError, ValueError, TypeError): return False
 
     @staticmethod
     def _names_in_config(d: Path, names) -> str | None:
@@ -197,7 +193,7 @@ class Inputs:
         lines = [f"wheel: {w}" for w in self.wheels()] + [str(r) for r in self.runs()]
         lines += [f"model: {d}" for d, names in self.listing.files.items() if holds_model(names)
                   and d.name != "student" and CKPT_DIR not in d.parts]
-        if self.listing.truncated: lines.append(f"(stopped after {MAX_ENTRIES} entries: some inputs were not searched)")
+        if self.listing.truncated: lines.append(f"(stopped after {self.max_entries} entries: some inputs were not searched)")
         return lines or [f"nothing attached under {', '.join(map(str, self.roots)) or '(no input root)'}"]
 
 # %% ../nbs/01_inputs.ipynb #f436fcc8

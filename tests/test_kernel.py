@@ -99,6 +99,7 @@ def test_kernel_installs_trains_and_resumes_from_kaggle_inputs_with_the_hub_unre
     assert f"teacher_model: acme/tiny-teacher → {model_dir} (attached input)" in text
     assert f"dataset: kjv-corpus → {root / 'kjv-corpus'} (attached input)" in text
     assert "teacher_model = 'acme/tiny-teacher'  (OVERRIDES)" in text and "(preset tiny-cpu)" in text
+    assert "plan: each session stops by 0.0001 h = 0% of Kaggle's ~30 GPU hours a week" in text
     assert "stopped before the end" in text and (first / "checkpoints").is_dir()
 
     # session 2: the first output attached as "Add Input -> Your Work" (notebooks/<owner>/<slug>/ today, flat before)

@@ -32,6 +32,8 @@ def diagnose_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", choices=[g for g in GPU_PROFILES], help="GPU to plan for (default: the config's gpu_profile)")
     p.add_argument("--throughput", type=float, metavar="TOKENS_PER_S",
                    help="measured student tokens/s over all processes, for the time-budget check")
+    p.add_argument("--teacher-precision", action="store_true",
+                   help="load the teacher and check it in fp16 against fp32 on a few batches of the config's text")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override one field (repeatable)")
     p.add_argument("--json", dest="as_json", action="store_true", help="print the findings as JSON")
     p.add_argument("--fix", action="store_true", help="write a corrected config (needs --output)")
@@ -49,7 +51,8 @@ def sad_diagnose(argv=None) -> int:
     a = diagnose_parser().parse_args(argv)
     overrides = overrides_or_exit("sad-diagnose", a.overrides)
     sys.exit(run_diagnose(a.config, legacy=a.legacy, preset=a.preset, dataset_size=a.dataset_size, gpu=a.gpu,
-                          as_json=a.as_json, fix=a.fix, output=a.output, throughput=a.throughput, overrides=overrides))
+                          as_json=a.as_json, fix=a.fix, output=a.output, throughput=a.throughput, overrides=overrides,
+                          teacher_precision=a.teacher_precision))
 
 # %% ../nbs/99_cli.ipynb #c16a2cf7
 def align_report_parser() -> argparse.ArgumentParser:

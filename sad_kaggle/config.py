@@ -18,9 +18,9 @@ from typing import Any
 __all__ = ['COMPONENTS', 'FIELDS', 'LEGACY_KEYS', 'GPU_PROFILES', 'ASSETS', 'EMBEDDED', 'PRESETS', 'RETIRED_PRESETS',
            'ConfigError', 'default_curriculum', 'curriculum_multiplier', 'DistillConfig', 'validate',
            'config_from_dict', 'atomic_write_text', 'config_changes', 'format_changes', 'config_sources', 'parse_set',
-           'GpuProfile', 'detect_gpu_profile', 'resolve_gpu_profile', 'resolve_precision', 'StepPlan', 'make_scheduler',
-           'lr_curve', 'curriculum_weights', 'embedded_path', 'shipped_model_config', 'Translation', 'LegacyConfig',
-           'load_legacy_config']
+           'GpuProfile', 'detect_gpu_profile', 'resolve_gpu_profile', 'resolve_precision', 'resolve_teacher_dtype',
+           'StepPlan', 'make_scheduler', 'lr_curve', 'curriculum_weights', 'embedded_path', 'shipped_model_config',
+           'Translation', 'LegacyConfig', 'load_legacy_config']
 
 # %% ../nbs/00_config.ipynb #7b6762ce
 class ConfigError(ValueError):
@@ -184,6 +184,9 @@ class DistillConfig:
         doc="`auto`: bf16 on compute capability >= 8, fp16 with a GradScaler on P100/T4, fp32 on CPU.")
     gpu_profile: str = _spec("auto", group="hardware", kind="str",
         choices=("auto", "p100", "t4", "l4", "a100", "cpu"), doc="GPU the run is planned for (`auto`: detect).")
+    teacher_dtype: str = _spec("auto", group="hardware", kind="str", choices=("auto", "fp32", "fp16", "bf16"),
+        doc="dtype the frozen teacher runs in (never autocast). `auto`: fp32 on CPU, bf16 with real bf16; on a GPU "
+            "without it (T4) fp16 if a pre-flight check on real batches finds it safe, else fp32 if it fits.")
     memory_threshold: float = _spec(0.85, group="hardware", kind="float", low=0.3, high=0.99,
         doc="Share of GPU memory the run may use before the guard acts.")
     time_budget_hours: float = _spec(9.0, group="hardware", kind="float", low=0.0, low_open=True, high=12.0,
@@ -193,6 +196,9 @@ class DistillConfig:
         doc="Checkpoints, metrics.jsonl and the final student.")
     logging_dir: str | None = _spec(None, group="output", kind="str", optional=True,
         doc="Where metrics.jsonl goes (None: output_dir).")
+    progress_seconds: float = _spec(30.0, group="output", kind="float", low=1.0, high=3600.0,
+        doc="When the output is not a terminal (a subprocess, a log file), one status line every this many seconds "
+            "instead of a progress bar.")
     seed: int = _spec(42, group="output", kind="int", low=0, high=2**32 - 1, doc="Seed of every RNG.")
     save_dtype: str = _spec("auto", group="output", kind="str", choices=("auto", "fp32", "fp16", "bf16"),
         doc="dtype of the saved student (`auto`: the training precision, fp16/bf16 on GPU, fp32 on CPU).")
@@ -385,14 +391,16 @@ class GpuProfile:
     name: str
     memory_gib: float | None           # None: CPU (memory is the machine's RAM)
     compute_capability: tuple | None
+    fp16_tflops: float | None = None   # dense fp16 tensor-core peak (NVIDIA's data sheets), for throughput estimates
+    fp32_tflops: float | None = None   # fp32 peak: what a teacher kept in fp32 runs at
     @property
     def has_bf16(self) -> bool: return self.compute_capability is not None and self.compute_capability >= (8, 0)
 
 GPU_PROFILES = {
-    "p100": GpuProfile("Tesla P100-PCIE-16GB", 16.0, (6, 0)),
-    "t4": GpuProfile("Tesla T4", 15.0, (7, 5)),
-    "l4": GpuProfile("NVIDIA L4", 24.0, (8, 9)),
-    "a100": GpuProfile("NVIDIA A100 40GB", 40.0, (8, 0)),
+    "p100": GpuProfile("Tesla P100-PCIE-16GB", 16.0, (6, 0), 18.7, 9.3),
+    "t4": GpuProfile("Tesla T4", 15.0, (7, 5), 65.0, 8.1),
+    "l4": GpuProfile("NVIDIA L4", 24.0, (8, 9), 121.0, 30.3),
+    "a100": GpuProfile("NVIDIA A100 40GB", 40.0, (8, 0), 312.0, 19.5),
     "cpu": GpuProfile("CPU", None, None),
 }
 
@@ -420,6 +428,14 @@ def resolve_precision(mixed_precision: str, profile: str) -> str:
     p = GPU_PROFILES[profile]
     if p.compute_capability is None: return "no"
     return "bf16" if p.has_bf16 else "fp16"
+
+def resolve_teacher_dtype(teacher_dtype: str, profile: str) -> str:
+    """`fp32`, `fp16`, `bf16`, or `check` for the teacher on `profile`. `auto` is fp32 on CPU and bf16 with real bf16;
+    on older GPUs it is `check`: fp16 if the pre-flight check on real batches (`teacher_precision_check`) finds it safe."""
+    if teacher_dtype != "auto": return teacher_dtype
+    p = GPU_PROFILES[profile]
+    if p.compute_capability is None: return "fp32"
+    return "bf16" if p.has_bf16 else "check"
 
 # %% ../nbs/00_config.ipynb #5ebc0a0f
 @dataclass(frozen=True)

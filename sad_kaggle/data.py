@@ -20,8 +20,8 @@ from .config import ConfigError, DistillConfig, embedded_path
 from .inputs import hub_miss, hub_offline
 
 # %% auto #0
-__all__ = ['WINDOW_COLUMNS', 'DataError', 'load_texts', 'TextStats', 'clean_texts', 'WindowMaker', 'split_texts', 'make_windows',
-           'PairData', 'build_data', 'DualCollator']
+__all__ = ['WINDOW_COLUMNS', 'TOKENIZED', 'DataError', 'load_texts', 'TextStats', 'clean_texts', 'WindowMaker', 'split_texts',
+           'make_windows', 'PairData', 'build_data', 'DualCollator']
 
 # %% ../nbs/03_data.ipynb #19e2394c
 class DataError(ConfigError):
@@ -143,6 +143,8 @@ def clean_texts(ds, stats: TextStats):
 WINDOW_COLUMNS = ("student_input_ids", "teacher_input_ids", "chunk_teacher_start", "chunk_teacher_end",
                   "chunk_student_start", "chunk_student_end", "n_bytes", "n_predicted_bytes", "text")
 
+TOKENIZED = {"batches": 0}            # document batches tokenized by this process (a cache hit tokenizes none)
+
 class WindowMaker:
     "The `datasets.map` function that turns a batch of documents into packed, aligned windows."
     def __init__(self, teacher_tok, student_tok, max_length: int, separator: str = "\n\n"):
@@ -166,6 +168,7 @@ class WindowMaker:
         return out, skipped
 
     def __call__(self, batch) -> dict:
+        TOKENIZED["batches"] += 1           # counted outside the object: datasets hashes the object for its cache key
         text = self.sep.join(batch["text"])
         te, se = encode_with_offsets(self.t, text), encode_with_offsets(self.s, text)
         ch = align_chunks(text, te, se, self.tb, self.sb)
@@ -223,7 +226,8 @@ def make_windows(texts, wm: WindowMaker, stats: TextStats, limit: int | None, se
     texts = texts.shuffle(seed=seed)
     if limit is not None:   # tokenize only what the subset needs: estimate bytes per window on a sample
         sample = texts.select(range(min(len(texts), 32)))
-        probe = sample.map(wm, batched=True, batch_size=batch_size, remove_columns=["text"])
+        probe = sample.map(wm, batched=True, batch_size=batch_size, remove_columns=["text"],
+                           new_fingerprint=hashlib.sha256(f"{sample._fingerprint}|{wm.fingerprint}".encode()).hexdigest()[:32])
         per_window = max(1.0, np.mean(probe["n_bytes"])) if len(probe) else 1.0
         lengths = np.cumsum([len(t.encode()) + len(wm.sep) for t in texts.select(range(min(len(texts), 200_000)))["text"]])
         need = int(np.searchsorted(lengths, 1.2 * limit * per_window)) + batch_size
@@ -248,14 +252,16 @@ class PairData:
     eval: object
     train_stats: TextStats
     eval_stats: TextStats
+    tokenized_batches: int = 0      # document batches this process tokenized (0: every window came from the cache)
     def report(self) -> str: return "\n".join([self.train_stats.line(), self.eval_stats.line()])
 
 def build_data(cfg: DistillConfig, teacher_tok, student_tok) -> PairData:
     "Clean, split, window, tokenize and align the config's texts (cached by `datasets`)."
+    before = TOKENIZED["batches"]
     train, held, tst, est = split_texts(cfg)
     wm = WindowMaker(teacher_tok, student_tok, cfg.max_length)
     return PairData(make_windows(train, wm, tst, cfg.dataset_subset_size, cfg.seed),
-                    make_windows(held, wm, est, cfg.eval_subset_size, cfg.seed), tst, est)
+                    make_windows(held, wm, est, cfg.eval_subset_size, cfg.seed), tst, est, TOKENIZED["batches"] - before)
 
 # %% ../nbs/03_data.ipynb #b3eb2c0c
 @dataclass

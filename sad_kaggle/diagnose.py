@@ -14,16 +14,17 @@ from pathlib import Path
 
 from .config import (COMPONENTS, FIELDS, GPU_PROFILES, ConfigError, DistillConfig, LegacyConfig,
                                StepPlan, embedded_path, load_legacy_config, lr_curve, resolve_gpu_profile,
-                               resolve_precision, shipped_model_config)
+                               resolve_precision, resolve_teacher_dtype, shipped_model_config)
 from .inputs import hub_miss, hub_offline, hub_reachable
 
 # %% auto #0
-__all__ = ['SEVERITIES', 'GiB', 'KAGGLE_WEEKLY_GPU_HOURS', 'CHECKS', 'EXIT_BAD_INPUT', 'Finding', 'count_critical',
-           'ModelConfigError', 'read_model_config', 'ModelArch', 'model_arch', 'MemoryEstimate', 'estimate_memory',
-           'DiagnoseContext', 'make_context', 'check_learning_rates', 'check_warmup', 'legacy_lr_curve',
-           'check_schedule', 'check_intervals', 'check_temperature', 'check_loss_weights', 'check_top_k',
-           'check_early_stopping', 'check_precision', 'check_memory', 'session_plan', 'check_time_budget',
-           'check_legacy', 'run_checks', 'diagnose', 'FixResult', 'fix_config', 'format_report', 'load_for_diagnose',
+__all__ = ['SEVERITIES', 'GiB', 'KAGGLE_WEEKLY_GPU_HOURS', 'PLANNING_UTILIZATION', 'CHECKS', 'EXIT_BAD_INPUT', 'Finding',
+           'count_critical', 'ModelConfigError', 'read_model_config', 'ModelArch', 'model_arch', 'MemoryEstimate',
+           'estimate_memory', 'DiagnoseContext', 'make_context', 'check_learning_rates', 'check_warmup',
+           'legacy_lr_curve', 'check_schedule', 'check_intervals', 'check_temperature', 'check_loss_weights',
+           'check_top_k', 'check_early_stopping', 'check_precision', 'check_teacher_dtype', 'check_memory',
+           'session_plan', 'step_flops_per_token', 'check_speed', 'check_time_budget', 'check_legacy', 'run_checks',
+           'diagnose', 'FixResult', 'fix_config', 'format_report', 'load_for_diagnose', 'teacher_precision_finding',
            'run_diagnose']
 
 # %% ../nbs/01_diagnose.ipynb #e8046a91
@@ -186,7 +187,7 @@ def estimate_memory(cfg: DistillConfig, teacher: ModelArch, student: ModelArch, 
     gpu = GPU_PROFILES[profile].memory_gib is not None
     prec = resolve_precision(cfg.mixed_precision, profile)
     ab = 2 if prec in ("fp16", "bf16") else 4            # activation bytes
-    tb = 2 if gpu else 4                                 # teacher weight/activation bytes
+    tb = 4 if resolve_teacher_dtype(cfg.teacher_dtype, profile) == "fp32" else 2    # teacher weight/activation bytes
     B, L = cfg.batch_size, cfg.max_length
     sp = student.params()
     parts = {}
@@ -370,6 +371,27 @@ def check_precision(ctx):
                         {"mixed_precision": "no"})]
     return []
 
+def check_teacher_dtype(ctx):
+    cfg, prof = ctx.cfg, ctx.profile
+    if cfg.teacher_cache: return []
+    kind = resolve_teacher_dtype(cfg.teacher_dtype, prof)
+    gpu = GPU_PROFILES[prof]
+    if kind == "bf16" and prof != "cpu" and not gpu.has_bf16:
+        return [Finding("critical", "teacher_dtype", "teacher_dtype", f"a bf16 teacher on {gpu.name} (no real bf16)",
+                        {"teacher_dtype": "auto"})]
+    if kind != "check" or ctx.teacher is None or ctx.student is None: return []
+    e16 = estimate_memory(cfg.replace(teacher_dtype="fp16"), ctx.teacher, ctx.student, prof)
+    e32 = estimate_memory(cfg.replace(teacher_dtype="fp32"), ctx.teacher, ctx.student, prof)
+    both = (f"estimate with the teacher in fp16 {e16.total / GiB:.1f} GiB, in fp32 {e32.total / GiB:.1f} GiB, of "
+            f"{e16.allowed / GiB:.1f} GiB allowed")
+    if e32.fits:
+        return [Finding("info", "teacher_dtype", "teacher_dtype", f"auto on {gpu.name} (no bf16): fp16 if the pre-flight "
+                        f"check on real batches finds it safe, else fp32 ({both}); sad-diagnose --teacher-precision "
+                        "runs the check now")]
+    return [Finding("warning", "teacher_dtype", "teacher_dtype", f"auto on {gpu.name}: if the teacher overflows in fp16 "
+                    f"the run stops at its pre-flight check, because fp32 does not fit ({both}); run sad-diagnose "
+                    "--teacher-precision first, or plan a teacher cache (sad-cache)")]
+
 def _fit_memory(ctx):
     "Suggested (batch, accumulation, checkpointing) that fits, keeping batch x accumulation; None if none does."
     cfg = ctx.cfg
@@ -405,6 +427,32 @@ def session_plan(hours: float, budget: float) -> str:
             f"{100 * used / KAGGLE_WEEKLY_GPU_HOURS:.0f}% of Kaggle's ~{KAGGLE_WEEKLY_GPU_HOURS:g} GPU hours a week"
             + (f" ({math.ceil(used / KAGGLE_WEEKLY_GPU_HOURS)} weeks of quota)" if used > KAGGLE_WEEKLY_GPU_HOURS else ""))
 
+PLANNING_UTILIZATION = 0.30     # share of the peak FLOP/s a transformers training loop reaches on a T4 (a planning guess)
+
+def step_flops_per_token(ctx) -> tuple[float, float]:
+    "(student, teacher) FLOPs per training token: ~6 x params forward+backward (8 with recomputation), 2 x active params."
+    s = (8 if ctx.cfg.gradient_checkpointing else 6) * ctx.student.params()
+    t = 0.0 if ctx.cfg.teacher_cache else 2 * ctx.teacher.params(active=True)
+    return s, t
+
+def check_speed(ctx):
+    gpu = GPU_PROFILES[ctx.profile]
+    if gpu.fp16_tflops is None or ctx.teacher is None or ctx.student is None: return []
+    s, t = step_flops_per_token(ctx)
+    n, u = ctx.cfg.num_processes, PLANNING_UTILIZATION
+    tok16 = n * u * gpu.fp16_tflops * 1e12 / (s + t)
+    tok32 = n / (s / (u * gpu.fp16_tflops * 1e12) + t / (u * gpu.fp32_tflops * 1e12))
+    msg = (f"planning estimate: ~{tok16:,.0f} student tokens/s on {n} x {gpu.name} at {u:.0%} of its {gpu.fp16_tflops:g} "
+           f"TFLOP/s fp16 peak ({(s + t) / 1e9:.2f} GFLOP per token: student {s / 1e9:.2f}, teacher {t / 1e9:.2f})"
+           + (f"; ~{tok32:,.0f} if the teacher must run in fp32 ({gpu.fp32_tflops:g} TFLOP/s)" if t else ""))
+    if ctx.plan is not None:
+        tokens = ctx.plan.total_steps * ctx.plan.effective_batch * ctx.cfg.max_length
+        hours = tokens / tok16 / 3600
+        msg += (f"; the plan's {tokens / 1e6:,.0f} M tokens take ~{hours:.1f} h: "
+                f"{session_plan(hours, ctx.cfg.time_budget_hours)}. Measure on the first session (tok/s in the log) "
+                "and pass --throughput to plan with the real number")
+    return [Finding("info", "speed", "num_processes", msg)]
+
 def check_time_budget(ctx):
     budget = ctx.cfg.time_budget_hours
     if ctx.plan is None or not ctx.throughput:
@@ -425,8 +473,8 @@ def check_legacy(ctx):
     return [Finding("info", "legacy", t.field or t.key, str(t)) for t in ctx.legacy.translations]
 
 CHECKS = [check_learning_rates, check_warmup, check_schedule, check_intervals, check_temperature,
-          check_loss_weights, check_top_k, check_early_stopping, check_precision, check_memory,
-          check_time_budget, check_legacy]
+          check_loss_weights, check_top_k, check_early_stopping, check_precision, check_teacher_dtype, check_memory,
+          check_speed, check_time_budget, check_legacy]
 
 def run_checks(ctx: DiagnoseContext) -> list[Finding]:
     "Every finding for a context, critical first."
@@ -488,8 +536,32 @@ def load_for_diagnose(config=None, *, legacy: bool = False, preset: str | None =
     if overrides: cfg = cfg.replace(**overrides)
     return cfg, leg, str(config) if config is not None else f"preset {preset}"
 
+def teacher_precision_finding(cfg: DistillConfig, batches: int = 2) -> Finding:
+    """Load the teacher (fp32) and `batches` micro-batches of the config's text, and compare it in fp16
+    (`teacher_precision_check`). On a CPU the magnitudes and overflows are those of the GPU; the KL is indicative."""
+    import torch
+    from sad_kaggle.align import load_tokenizer
+    from sad_kaggle.data import DualCollator, build_data
+    from sad_kaggle.inputs import Inputs, resolve_sources
+    from sad_kaggle.teacher import freeze, load_model, teacher_precision_check
+    cfg = resolve_sources(cfg.replace(teacher_cache=None), inputs=Inputs()).config
+    small = cfg.replace(dataset_subset_size=batches * cfg.batch_size, eval_subset_size=1)
+    ttok, stok = load_tokenizer(cfg.teacher_tokenizer or cfg.teacher_model), load_tokenizer(cfg.student_tokenizer or cfg.student_model)
+    data = build_data(small, ttok, stok)
+    collate = DualCollator(stok.pad_token_id, ttok.pad_token_id)
+    rows = [data.train[i] for i in range(len(data.train))]
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    teacher = freeze(load_model(cfg.teacher_model, dtype=torch.float32)).to(dev)
+    chk, _ = teacher_precision_check(teacher, [collate(rows[j:j + cfg.batch_size]) for j in range(0, len(rows), cfg.batch_size)])
+    where = "" if dev == "cuda" else " (on CPU: the ranges are the GPU's; the KL is indicative)"
+    if chk.safe: return Finding("info", "teacher_precision", "teacher_dtype", chk.line() + where)
+    severity = "critical" if cfg.teacher_dtype == "fp16" else "warning"
+    return Finding(severity, "teacher_precision", "teacher_dtype", chk.line() + where + "; run the teacher in fp32",
+                   {"teacher_dtype": "fp32"})
+
 def run_diagnose(config=None, *, legacy=False, preset=None, dataset_size=None, gpu=None, as_json=False,
-                 fix=False, output=None, throughput=None, overrides=None, out=None, err=None) -> int:
+                 fix=False, output=None, throughput=None, overrides=None, out=None, err=None,
+                 teacher_precision: bool = False) -> int:
     "Diagnose (and with `fix`, rewrite) a config; print the report; return the exit code."
     out, err = out or sys.stdout, err or sys.stderr
     try:
@@ -497,6 +569,7 @@ def run_diagnose(config=None, *, legacy=False, preset=None, dataset_size=None, g
         if dataset_size is not None and dataset_size < 1: raise ConfigError(f"--dataset-size: expected >= 1, got {dataset_size}")
         cfg, leg, name = load_for_diagnose(config, legacy=legacy, preset=preset, overrides=overrides)
         ctx = make_context(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=leg)
+        if teacher_precision: ctx.notes.append(teacher_precision_finding(cfg))
         findings = run_checks(ctx)
         header = f"sad-diagnose {name} on {ctx.profile}" + (f": {ctx.plan.explain(cfg)}" if ctx.plan else "")
         if not fix:

@@ -12,7 +12,8 @@ import warnings
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['session_start', 'TimeBudget', 'smallest_factor', 'is_oom', 'MemoryGuard', 'GpuSupport', 'gpu_support', 'check_gpu']
+__all__ = ['session_start', 'TimeBudget', 'redraws_in_place', 'Progress', 'smallest_factor', 'is_oom', 'MemoryGuard',
+           'GpuSupport', 'gpu_support', 'check_gpu']
 
 # %% ../nbs/06_guards.ipynb #fb944791
 def session_start() -> float:
@@ -38,6 +39,69 @@ class TimeBudget:
     def elapsed(self) -> float: return self.clock() - self.start
     def remaining(self) -> float: return self.budget - self.elapsed()
     def should_stop(self) -> bool: return self.remaining() <= self.margin
+
+# %% ../nbs/06_guards.ipynb #398158a0
+import sys
+
+def _hms(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+def redraws_in_place(stream=None) -> bool:
+    "Whether a progress bar redraws in place here: a terminal, or a Jupyter kernel (tqdm.auto's widget)."
+    stream = stream or sys.stderr
+    try:
+        if stream.isatty(): return True
+    except (AttributeError, ValueError): pass
+    ip = sys.modules.get("IPython")
+    return bool(ip and getattr(ip, "get_ipython", lambda: None)() is not None and "ipykernel" in sys.modules)
+
+class Progress:
+    "A tqdm bar where it redraws in place; else a status line every `seconds`, through `log`."
+    def __init__(self, total: int, initial: int, budget: TimeBudget, seconds: float = 30.0, enabled: bool = True,
+                 log=print, bar: bool | None = None, clock=time.monotonic):
+        self.total, self.step, self.budget, self.seconds, self.log, self.clock = total, initial, budget, seconds, log, clock
+        self.enabled, self.first, self.t0 = enabled, initial, clock()
+        self.last_t, self.tokens, self.last_line, self.shown = self.t0, 0, None, initial
+        self.bar = None
+        if enabled and (redraws_in_place() if bar is None else bar):
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, initial=initial, desc="distilling", dynamic_ncols=True)
+
+    def update(self, step: int, tokens: int, loss: float, lr: str, detail: str = "", skipped: int = 0):
+        "One optimizer step done."
+        self.step, self.tokens = step, self.tokens + tokens
+        self.last_line = (loss, lr, detail, skipped)
+        if not self.enabled: return
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n); self.bar.set_postfix(loss=f"{loss:.3f}", lr=lr, refresh=False)
+        elif self.clock() - self.last_t >= self.seconds or step == self.total:
+            self.log(self.status()); self.shown = step
+
+    def status(self) -> str:
+        now = self.clock()
+        tok_s = self.tokens / max(now - self.last_t, 1e-9)
+        self.last_t, self.tokens = now, 0
+        done = self.step - self.first
+        need = (self.total - self.step) * (now - self.t0) / done if done else float("nan")
+        left = self.budget.remaining()
+        eta = "?" if need != need else _hms(need)
+        loss, lr, detail, skipped = self.last_line or (float("nan"), "?", "", 0)
+        return (f"step {self.step}/{self.total} ({self.step / max(self.total, 1):.0%}) | {tok_s:,.0f} tok/s | "
+                f"elapsed {_hms(self.budget.elapsed())} | steps left need ~{eta}, budget left {_hms(left)}"
+                + (" (the budget ends first: the run stops with a checkpoint, resume to go on)" if need == need and need > left else "")
+                + f" | loss {loss:.4f}{' (' + detail + ')' if detail else ''} | lr {lr} | skipped {skipped}")
+
+    def write(self, line: str):
+        "A log line that does not break the bar."
+        if not self.enabled: return
+        if self.bar is not None: self.bar.write(line)
+        else: self.log(line)
+
+    def close(self):
+        "The end of the session (finished or stopped): the bar closes; in line mode the last status is shown."
+        if self.bar is not None: self.bar.close(); self.bar = None
+        elif self.enabled and self.step != self.shown: self.log(self.status()); self.shown = self.step
 
 # %% ../nbs/06_guards.ipynb #be5ec5cd
 def smallest_factor(n: int) -> int:

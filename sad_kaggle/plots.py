@@ -18,8 +18,9 @@ from pathlib import Path
 from .config import COMPONENTS
 
 # %% auto #0
-__all__ = ['PANELS', 'read_metrics', 'panel_lr', 'panel_losses', 'panel_train_eval', 'panel_memory', 'panel_time', 'panel_figure',
-           'dashboard', 'figure_png', 'save_plots', 'in_notebook', 'TrainingPlots', 'MetricsFollower', 'run_and_follow']
+__all__ = ['PANELS', 'KEEP', 'read_metrics', 'panel_lr', 'panel_losses', 'panel_train_eval', 'panel_memory', 'panel_time',
+           'panel_figure', 'dashboard', 'figure_png', 'save_plots', 'in_notebook', 'TrainingPlots', 'MetricsFollower',
+           'RunInterrupted', 'run_and_follow']
 
 # %% ../nbs/08_plots.ipynb #9b18dcd1
 def read_metrics(src) -> dict:
@@ -255,14 +256,66 @@ class MetricsFollower:
         self.pos += end + 1
         return n
 
-def run_and_follow(cmd: list, metrics_path, callback, poll_seconds: float = 5.0, log=print, env=None) -> int:
-    "Run `cmd`, echo its output, feed new metrics records to `callback` until it exits; return its exit code."
+import re
+import signal
+from collections import deque
+
+KEEP = re.compile(r"WARNING|[Ee]rror|Traceback|skipped:|^eval step|stopped|resum|^held-out|^  |^saved|^parameters|"
+                  r"ranks in sync|÷|checkpoint|teacher in|interrupt")
+
+class RunInterrupted(KeyboardInterrupt):
+    "The run was interrupted and has stopped; in IPython only the message shows (no traceback), and Run All stops."
+    def _render_traceback_(self): return [str(self)]
+
+def _stop_message(run_dir: Path) -> str | None:
+    f = run_dir / "stopped.json"
+    if not f.is_file(): return None
+    s = json.loads(f.read_text())
+    return f"stopped at optimizer step {s['step']} ({s['reason']}); checkpoint {s['checkpoint']}"
+
+def run_and_follow(cmd: list, metrics_path, callback, poll_seconds: float = 5.0, log=print, env=None,
+                   log_file=None, tail: int = 12, quiet: bool | None = None, interrupt_timeout: float = 120.0) -> int:
+    """Run `cmd` in its own session, show its output (`quiet`: only the lines that matter plus a tail redrawn in
+    place; default in a notebook), write all of it to `log_file`, feed new metrics records to `callback` until it
+    exits; return its exit code. An interrupt is forwarded to the training processes (see above)."""
+    import psutil
+    metrics_path = Path(metrics_path)
     follower = MetricsFollower(metrics_path, callback)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
+    quiet = in_notebook() if quiet is None else quiet
+    log_file = Path(log_file) if log_file else metrics_path.parent / "train.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1,
+                            start_new_session=True)          # out of reach of the notebook's group-wide SIGINT
+    last, handle = deque(maxlen=tail), None
     def echo():
-        for line in proc.stdout: log(line.rstrip("\n"))
+        with open(log_file, "a") as f:
+            for line in proc.stdout:
+                line = line.rstrip("\n"); f.write(line + "\n"); f.flush(); last.append(line)
+                if not quiet or KEEP.search(line): log(line)
+    def show_tail():
+        nonlocal handle
+        if not quiet or not in_notebook(): return
+        from IPython.display import Pretty, display
+        box = Pretty("\n".join(last) or "(starting)")
+        if handle is None: handle = display(box, display_id=True)
+        else: handle.update(box)
     t = threading.Thread(target=echo, daemon=True); t.start()
-    while proc.poll() is None:
-        follower.poll(); time.sleep(poll_seconds)
-    t.join(timeout=10); follower.poll()
+    launcher = any("torch.distributed.run" in str(c) or str(c).endswith("torchrun") for c in cmd)
+    try:
+        while proc.poll() is None:
+            follower.poll(); show_tail(); time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        targets = (psutil.Process(proc.pid).children() if launcher else []) or [psutil.Process(proc.pid)]
+        for p in targets: p.send_signal(signal.SIGINT)
+        log(f"interrupt: asked {len(targets)} training process(es) to save a checkpoint and stop; waiting up to "
+            f"{interrupt_timeout:.0f} s (interrupt again to kill them now)")
+        try:
+            proc.wait(interrupt_timeout)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+            log("killed before it stopped: the last periodic checkpoint is where --resume auto continues")
+        t.join(timeout=10); follower.poll(); show_tail()
+        raise RunInterrupted("interrupted: " + (_stop_message(metrics_path.parent) or "no checkpoint written by this stop")
+                             + ". Run the training cell again (or attach this output in a new session) to resume.") from None
+    t.join(timeout=10); follower.poll(); show_tail()
     return proc.returncode

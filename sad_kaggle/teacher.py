@@ -5,20 +5,22 @@
 # %% ../nbs/04_teacher.ipynb #3802e6d9
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .align import TokenizerError, load_tokenizer
-from .config import ConfigError, DistillConfig, embedded_path
+from .config import ConfigError, DistillConfig, embedded_path, resolve_gpu_profile, resolve_teacher_dtype
 from .inputs import hub_miss
 
 # %% auto #0
-__all__ = ['ModelLoadError', 'load_model', 'Pair', 'freeze', 'load_pair', 'layer_pairs', 'moe_layers', 'expert_outputs',
-           'routing', 'ExpertCapture', 'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions', 'attention_at',
-           'token_logprobs', 'chunk_sums', 'restrict_to_student', 'teacher_nats_bytes', 'live_signal', 'StudentOutputs',
-           'student_forward', 'ModelDims', 'model_dims']
+__all__ = ['TORCH_DTYPES', 'PRECISION_KL_LIMIT', 'ModelLoadError', 'load_model', 'Pair', 'freeze', 'load_pair', 'layer_pairs',
+           'moe_layers', 'expert_outputs', 'routing', 'ExpertCapture', 'recombine', 'SignalSpec', 'TeacherSignal',
+           'gather_positions', 'attention_at', 'token_logprobs', 'chunk_sums', 'restrict_to_student',
+           'teacher_nats_bytes', 'live_signal', 'StudentOutputs', 'student_forward', 'ModelDims', 'model_dims',
+           'PrecisionCheck', 'teacher_precision_check', 'signal_nonfinite']
 
 # %% ../nbs/04_teacher.ipynb #a3df924d
 class ModelLoadError(ConfigError):
@@ -79,16 +81,20 @@ def _check_vocab(model, tok, role: str, name: str):
         raise ModelLoadError(f"{role} {name}: its tokenizer has {len(tok):,} ids but the model only {rows:,} "
                              "embedding rows; use the model's own tokenizer")
 
-def load_pair(cfg: DistillConfig, device=None, with_teacher: bool = True) -> Pair:
-    "Teacher (frozen, eval, fp16 on GPU / fp32 on CPU), student (fp32, trainable) and both tokenizers; `with_teacher=False`: no teacher weights (a teacher cache replaces them)."
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "check": "float32"}
+
+def load_pair(cfg: DistillConfig, device=None, with_teacher: bool = True, profile: str | None = None) -> Pair:
+    """Teacher (frozen, eval, in `resolve_teacher_dtype`'s dtype on `profile`; fp32 while fp16 awaits its check),
+    student (fp32, trainable) and both tokenizers; `with_teacher=False`: no teacher weights (a teacher cache replaces them)."""
     import torch
     t0 = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    profile = profile or ("cpu" if device.type == "cpu" else resolve_gpu_profile(cfg))
     attn = "eager" if cfg.alpha_attention > 0 and cfg.attention_layers > 0 else None
     ttok = load_tokenizer(cfg.teacher_tokenizer or cfg.teacher_model)
     stok = load_tokenizer(cfg.student_tokenizer or cfg.student_model)
-    teacher = load_model(cfg.teacher_model, dtype=torch.float16 if device.type == "cuda" else torch.float32,
-                         attn_implementation=attn) if with_teacher else None
+    t_dtype = getattr(torch, TORCH_DTYPES[resolve_teacher_dtype(cfg.teacher_dtype, profile)])
+    teacher = load_model(cfg.teacher_model, dtype=t_dtype, attn_implementation=attn) if with_teacher else None
     student = load_model(cfg.student_model, dtype=torch.float32, random_init=cfg.student_init == "random",
                          seed=cfg.seed, attn_implementation=attn)
     if teacher is not None: _check_vocab(teacher, ttok, "teacher", cfg.teacher_model)
@@ -244,6 +250,10 @@ def restrict_to_student(topk_ids: torch.Tensor, student_of_teacher: torch.Tensor
 
 def teacher_nats_bytes(teacher, batch: dict, first_bytes=None) -> tuple[float, float]:
     "The teacher's summed next-token cross-entropy (nats) on the batch and the bytes it predicts (for bits per byte)."
+    with torch.autocast(batch["teacher_input_ids"].device.type, enabled=False):      # the teacher's own dtype
+        return _teacher_nats_bytes(teacher, batch, first_bytes)
+
+def _teacher_nats_bytes(teacher, batch: dict, first_bytes=None) -> tuple[float, float]:
     logits = teacher(input_ids=batch["teacher_input_ids"], attention_mask=batch["teacher_attention_mask"]).logits.float()
     lab = batch["teacher_input_ids"].masked_fill(batch["teacher_attention_mask"] == 0, -100)
     nats = float(torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), lab[:, 1:].flatten(),
@@ -252,7 +262,12 @@ def teacher_nats_bytes(teacher, batch: dict, first_bytes=None) -> tuple[float, f
 
 def live_signal(teacher, batch: dict, spec: SignalSpec, student_of_teacher: torch.Tensor | None = None,
                 dtype=None) -> TeacherSignal:
-    "Run the frozen teacher on the batch and lay its signal out on the chunk slots."
+    """Run the frozen teacher on the batch and lay its signal out on the chunk slots. The teacher runs in its own
+    dtype, never under the student's autocast: an fp32 teacher kept for fp16 safety must not be run in fp16 anyway."""
+    with torch.autocast(batch["teacher_input_ids"].device.type, enabled=False):
+        return _live_signal(teacher, batch, spec, student_of_teacher, dtype)
+
+def _live_signal(teacher, batch, spec, student_of_teacher, dtype) -> TeacherSignal:
     assert not teacher.training, "the teacher must be in eval mode"
     ids, am = batch["teacher_input_ids"], batch["teacher_attention_mask"]
     pos, cm = batch["chunk_teacher_end"] - 1, batch["chunk_mask"]
@@ -341,3 +356,70 @@ def model_dims(model) -> ModelDims:
         n_exp = ex.gate_up_proj.shape[0] if _is_fused(ex) else len(ex)
     return ModelDims(len(model.base_model.layers), model.config.hidden_size,
                      model.get_input_embeddings().weight.shape[0], moe, n_exp)
+
+# %% ../nbs/04_teacher.ipynb #7b0f2e2b
+PRECISION_KL_LIMIT = 0.02        # nats per token between the fp32 and the candidate teacher's next-token distributions
+
+@dataclass
+class PrecisionCheck:
+    "The candidate dtype against the fp32 teacher on the same batches."
+    dtype: str
+    max_abs_fp32: float           # largest |hidden state| of the fp32 reference, and its layer
+    layer_fp32: int
+    max_abs: float                # the same in the candidate dtype (inf when it overflowed)
+    nonfinite: bool
+    kl: float                     # mean KL(fp32 || candidate), nats per token
+    top1_agreement: float
+    positions: int
+    limit: float                  # the candidate dtype's largest finite value
+    @property
+    def safe(self) -> bool:
+        return not self.nonfinite and self.max_abs_fp32 < self.limit / 2 and self.kl < PRECISION_KL_LIMIT
+    def line(self) -> str:
+        return (f"teacher in {self.dtype}: {'safe' if self.safe else 'NOT safe'} on {self.positions:,} positions: largest "
+                f"activation {self.max_abs_fp32:,.0f} in fp32 (layer {self.layer_fp32}) vs the {self.dtype} limit "
+                f"{self.limit:,.0f}; {'non-finite values' if self.nonfinite else 'all finite'}; KL to fp32 "
+                f"{self.kl:.2g} nats/token (limit {PRECISION_KL_LIMIT:g}); top-1 agreement {self.top1_agreement:.1%}")
+
+@torch.no_grad()
+def _run_for_check(model, batches, slice_size: int = 256):
+    "(largest |hidden| and its layer, any non-finite, next-token log-probabilities at valid positions) of `model`."
+    biggest, where, bad, lps = 0.0, 0, False, []
+    dev = next(model.parameters()).device
+    for b in batches:
+        ids, am = b["teacher_input_ids"].to(dev), b["teacher_attention_mask"].to(dev)
+        with torch.autocast(dev.type, enabled=False):
+            out = model.base_model(input_ids=ids, attention_mask=am, output_hidden_states=True, use_cache=False)
+            for l, h in enumerate(out.hidden_states):
+                h = h[am.bool()].float()
+                bad |= not bool(torch.isfinite(h).all())
+                m = float(h.abs().nan_to_num(float("inf")).max())
+                if m > biggest: biggest, where = m, l
+            flat = out.last_hidden_state[am.bool()]
+            head = model.get_output_embeddings()
+            for s in range(0, len(flat), slice_size):
+                lps.append(torch.log_softmax(head(flat[s:s + slice_size]).float(), -1).cpu())
+    lp = torch.cat(lps)
+    return biggest, where, bad or not bool(torch.isfinite(lp).all()), lp
+
+def teacher_precision_check(teacher, batches, dtype=torch.float16) -> tuple[PrecisionCheck, object]:
+    "Check `dtype` against the fp32 `teacher` on `batches`; returns the check and the teacher copy in `dtype`."
+    import copy
+    ref_max, ref_layer, _, ref = _run_for_check(teacher, batches)
+    cand_model = freeze(copy.deepcopy(teacher).to(dtype))
+    c_max, _, bad, cand = _run_for_check(cand_model, batches)
+    ok = torch.isfinite(cand).all(-1)
+    kl = float((ref.exp() * (ref - cand)).sum(-1)[ok].mean()) if ok.any() else math.inf
+    agree = float((ref.argmax(-1) == cand.argmax(-1)).float().mean())
+    name = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype]
+    return PrecisionCheck(name, ref_max, ref_layer, c_max, bad, kl, agree, len(ref), float(torch.finfo(dtype).max)), cand_model
+
+def signal_nonfinite(sig: TeacherSignal) -> list[str]:
+    "The teacher-signal fields holding a NaN or inf (a non-finite teacher output must never enter a loss)."
+    bad = []
+    for f in fields(sig):
+        v = getattr(sig, f.name)
+        vals = v.values() if isinstance(v, dict) else [v]
+        if any(isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in vals):
+            bad.append(f.name)
+    return bad

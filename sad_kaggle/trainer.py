@@ -20,18 +20,20 @@ import torch
 
 from .align import special_frame, token_bytes, vocab_map
 from .config import (ConfigError, DistillConfig, atomic_write_text, config_changes, curriculum_weights, format_changes,
-                               lr_curve, make_scheduler, resolve_gpu_profile, resolve_precision)
+                               lr_curve, make_scheduler, resolve_gpu_profile, resolve_precision, resolve_teacher_dtype)
 from .data import DualCollator, build_data
-from .guards import MemoryGuard, TimeBudget, is_oom
+from .guards import MemoryGuard, Progress, TimeBudget, is_oom
 from .inputs import CKPT_DIR, Inputs, checkpoints, default_roots, resolve_sources
 from .losses import Objectives, combine, nonfinite
 from .student import model_card, publish_student, save_dtype_name, save_student
-from .teacher import gather_positions, live_signal, load_pair, model_dims, student_forward, teacher_nats_bytes
+from .teacher import (gather_positions, live_signal, load_pair, model_dims, signal_nonfinite, student_forward,
+                                teacher_nats_bytes, teacher_precision_check)
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_STOPPED', 'FEATURE_TYPE', 'fmt_lr', 'TrainState', 'epoch_order', 'micro_batches', 'read_state',
-           'find_resume', 'resume_point', 'save_checkpoint', 'evaluate', 'held_out_batches', 'teacher_signal',
-           'StopRun', 'TrainResult', 'train', 'setup_run', 'format_summary', 'ce_only', 'run_train', 'evaluate_saved',
+__all__ = ['STOPPED_FILE', 'TEACHER_HINT', 'EXIT_OK', 'EXIT_STOPPED', 'FEATURE_TYPE', 'fmt_lr', 'TrainState', 'epoch_order',
+           'micro_batches', 'read_state', 'find_resume', 'resume_point', 'save_checkpoint', 'evaluate',
+           'held_out_batches', 'teacher_signal', 'make_accelerator', 'adapt_to_processes', 'StopRun', 'TrainResult',
+           'train', 'setup_run', 'choose_teacher_precision', 'format_summary', 'ce_only', 'run_train', 'evaluate_saved',
            'run_eval']
 
 # %% ../nbs/06_trainer.ipynb #fef7f63a
@@ -48,7 +50,7 @@ class TrainState:
     batch_size: int = 0             # current micro-batch (the memory guard may shrink it)
     accumulation: int = 0
     skipped: int = 0                # optimizer steps skipped for a non-finite value
-    skipped_by: dict = field(default_factory=dict)
+    skipped_by: dict = field(default_factory=dict)  # by cause: a loss component, grad_norm, fp16_overflow, teacher
     consecutive_skips: int = 0
     best_metric: float | None = None
     best_step: int | None = None
@@ -56,6 +58,7 @@ class TrainState:
     bad_evals: int = 0
     evals: list = field(default_factory=list)
     finished: bool = False
+    num_processes: int = 1          # processes that wrote this state (`position` counts per process)
 
 # %% ../nbs/06_trainer.ipynb #8ee09381
 def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[int]:
@@ -148,11 +151,13 @@ def evaluate(student, teacher, objectives, batches, cfg: DistillConfig, accelera
     was = student.training, objectives.training
     student.eval(); objectives.eval()
     sums, counts = {}, {}
-    tot = {"lm_nats": 0.0, "pred_bytes": 0.0, "t_nats": 0.0, "t_bytes": 0.0, "agree": 0.0, "agree_n": 0.0}
+    tot = {"lm_nats": 0.0, "pred_bytes": 0.0, "t_nats": 0.0, "t_bytes": 0.0, "agree": 0.0, "agree_n": 0.0, "t_bad": 0.0}
     for batch in batches:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
             sig = teacher_signal(teacher, batch, objectives.spec, _s2t(objectives), "eval")
+            if signal_nonfinite(sig):      # never in a loss: the batch is left out, and counted
+                tot["t_bad"] += 1; continue
             so = student_forward(student, batch, [s for s, _ in objectives.att_pairs])
             s, _ = objectives(batch, so, sig)
         for k, v in s.items(): sums[k] = sums.get(k, 0.0) + float(v)
@@ -183,6 +188,7 @@ def evaluate(student, teacher, objectives, batches, cfg: DistillConfig, accelera
     out["eval_teacher_bits_per_byte"] = teacher_bpb if teacher_bpb is not None else r["t_nats"] / math.log(2) / max(r["t_bytes"], 1)
     if r["agree_n"]: out["eval_top1_agreement"] = r["agree"] / r["agree_n"]
     if "kd" in raw: out["eval_kl"] = raw["kd"]
+    if r["t_bad"]: out["eval_teacher_nonfinite_batches"] = r["t_bad"]
     if was[0]: student.train()
     if was[1]: objectives.train()
     return out
@@ -202,6 +208,166 @@ def teacher_signal(teacher, batch: dict, spec, student_of_teacher, split: str):
     "The teacher's signal for a batch: from the live teacher, or from a teacher cache (`sad-cache`) on the same windows."
     if getattr(teacher, "is_cache", False): return teacher.signal(batch, split, spec, student_of_teacher)
     return live_signal(teacher, batch, spec, student_of_teacher, dtype=torch.float32)
+
+# %% ../nbs/06_trainer.ipynb #8286b450
+STOPPED_FILE = "stopped.json"       # written by a stopped (resumable) run: step, reason, checkpoint
+TEACHER_HINT = ("; the teacher's output was non-finite: it overflows in its dtype, so run it in fp32 "
+                "(teacher_dtype=fp32) or from a teacher cache built in fp32 (sad-cache)")
+
+def make_accelerator(precision: str, faults: dict | None = None):
+    """The run's `Accelerator`. Data preparation happens while the other processes wait at a barrier, so the process
+    group's timeout is raised to 2 h (the default, 10-30 min, is shorter than tokenizing 200,000 windows on Kaggle's
+    CPUs). DDP does not broadcast buffers (the models' buffers, e.g. rotary frequencies, are the same everywhere). `faults["cpu_fp16"]` (tests only) gives the CPU what a T4 run has: fp16 autocast and a GradScaler
+    (`torch.amp.GradScaler("cpu")` runs the same logic), which accelerate does not set up on a CPU."""
+    from datetime import timedelta
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+    state = AcceleratorState._shared_state
+    if state.get("_mixed_precision") not in (None, precision):  # a second run in one process (a notebook) at another precision
+        AcceleratorState._reset_state()
+    acc = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
+                      kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=2)),
+                                       # no buffer broadcast in DDP's forward: the forward has no collective, so a process
+                                       # that skips it (teacher output non-finite, out of memory) cannot hang the other
+                                       DistributedDataParallelKwargs(broadcast_buffers=False)])
+    if (faults or {}).get("cpu_fp16") and acc.device.type == "cpu" and precision == "fp16":
+        acc.native_amp, acc.scaler = True, torch.amp.GradScaler("cpu")
+    return acc
+
+def _any_process(accelerator, flags: list) -> list[bool]:
+    "The element-wise maximum of `flags` over every process: one decision that all processes then act on."
+    if accelerator.num_processes == 1: return [bool(f) for f in flags]
+    t = torch.tensor([float(f) for f in flags], device=accelerator.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return [bool(x) for x in t.tolist()]
+
+def _per_process(accelerator, value: float) -> list[float]:
+    "`value` of every process, in process order."
+    if accelerator.num_processes == 1: return [value]
+    return accelerator.gather(torch.tensor([float(value)], device=accelerator.device)).tolist()
+
+def adapt_to_processes(state: TrainState, processes: int) -> list[str]:
+    "Carry a resumed `state` written by another number of processes over to `processes`; returns what the log says."
+    old = state.num_processes or 1
+    if old == processes: return []
+    consumed = state.position * old                      # every process took every old-th window of the epoch
+    state.position = consumed // processes
+    lines = [f"this checkpoint was written by {old} process(es), this run has {processes}: weights, optimizer, "
+             f"schedule and step count continue exactly; epoch {state.epoch} goes on after ~{consumed:,} windows, "
+             "but the order of its remaining windows and the random streams differ from an uninterrupted run"]
+    if (state.accumulation * old) % processes == 0:
+        acc = state.accumulation * old // processes
+        if acc != state.accumulation:
+            lines.append(f"accumulation {state.accumulation} -> {acc}: the effective batch stays "
+                         f"{state.batch_size * state.accumulation * old}")
+        state.accumulation = acc
+    else:
+        lines.append(f"WARNING: accumulation {state.accumulation} x {old} process(es) does not divide by {processes}: "
+                     f"the effective batch changes from {state.batch_size * state.accumulation * old} to "
+                     f"{state.batch_size * state.accumulation * processes}")
+    state.num_processes = processes
+    return lines
+
+# %% ../nbs/06_trainer.ipynb #d33e1998
+class _null:
+    def __enter__(self): return self
+    def __exit__(self, *a): return False
+
+def _skip(state, record, causes: list, say, **extra) -> dict:
+    state.skipped += 1; state.consecutive_skips += 1
+    for c in causes: state.skipped_by[c] = state.skipped_by.get(c, 0) + 1
+    say(f"optimizer step {state.step + 1} skipped: non-finite {', '.join(causes)} (skipped so far: {state.skipped})")
+    record.update(skipped=True, nonfinite=causes, loss=float("nan"), raw={}, weighted={}, **extra)
+    return record
+
+def _optimizer_step(group, state, cfg, plan, accelerator, student, objectives, obj, teacher, optimizer, ema, faults, say):
+    "One optimizer step over the micro-batches in `group`, the same decision on every process; returns its metrics record."
+    dev, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+    group = [{k: v.to(dev) for k, v in mb.items()} for mb in group]
+    counts = {}
+    for mb in group:
+        for k, v in obj.counts(mb).items(): counts[k] = counts.get(k, 0) + v
+    if world > 1:         # normalize by the global count
+        keys = sorted(counts)
+        t = accelerator.reduce(torch.tensor([counts[k] for k in keys], device=dev, dtype=torch.float64), reduction="sum")
+        counts = dict(zip(keys, (int(x) for x in t.tolist())))
+    weights = curriculum_weights(cfg, state.step / plan.total_steps)
+    raw_tot, w_tot, extra_all, toks = {}, {}, {}, 0
+    on_rank = faults.get("nan_rank", rank) == rank
+    here = state.step in faults.get("nan_steps", []) and on_rank
+    for i, mb in enumerate(group):
+        bad, t_bad, oom = [], [], False
+        ctx = accelerator.no_sync(student) if i < len(group) - 1 and world > 1 else _null()
+        with ctx:
+            try:
+                if state.step in faults.get("oom_steps", []) and faults.get("oom_rank", rank) == rank \
+                        and state.step not in faults.setdefault("_oom_done", []):
+                    faults["_oom_done"].append(state.step); raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+                with accelerator.autocast():
+                    sig = teacher_signal(teacher, mb, obj.spec, obj.student_of_teacher, "train")
+                    if state.step in faults.get("teacher_nan_steps", []) and on_rank and sig.topk_logprobs is not None:
+                        sig.topk_logprobs = sig.topk_logprobs * float("nan")
+                    t_bad = signal_nonfinite(sig)
+                    if not t_bad:
+                        so = student_forward(student, mb, [s for s, _ in obj.att_pairs])
+                        sums, extra = objectives(mb, so, sig)
+                        if here and "kd" in sums: sums["kd"] = sums["kd"] * float("nan")
+                        loss, raw, weighted = combine(sums, counts, weights)
+                        bad = nonfinite(raw)
+            except Exception as e:
+                if not is_oom(e): raise
+                oom = True
+            comps = obj.components()      # the same list on every process: the skip names the components of all
+            flags = _any_process(accelerator, [bool(t_bad), bool(bad), oom] + [c in bad for c in comps])
+            any_t, any_bad, any_oom = flags[:3]
+            if any_oom: raise torch.OutOfMemoryError("out of memory on " + ("this process" if oom else "another process"))
+            if any_bad: bad = [c for c, f in zip(comps, flags[3:]) if f] or bad or ["loss"]
+            if any_t or any_bad: break
+            accelerator.backward(loss * world)     # DDP averages over processes; the loss is already this one's share
+        for c in raw:
+            raw_tot[c] = raw_tot.get(c, 0.0) + float(raw[c].detach()); w_tot[c] = w_tot.get(c, 0.0) + float(weighted[c].detach())
+        extra_all.update(extra)
+        toks += int(mb["student_attention_mask"].sum())
+    lr = optimizer.param_groups[0]["lr"]
+    record = {"step": state.step + 1, "kind": "train", "lr": lr, "lr_projectors": optimizer.param_groups[1]["lr"],
+              "lr_router": optimizer.param_groups[2]["lr"], "batch_size": state.batch_size,
+              "accumulation": state.accumulation}
+    scaler = accelerator.scaler
+    if scaler is not None: record["loss_scale"] = float(scaler.get_scale())
+    if any_t or any_bad:
+        optimizer.zero_grad(set_to_none=True)        # nothing was unscaled: the scaler stays consistent
+        record["_tokens"] = 0
+        if any_t: return _skip(state, record, ["teacher"], say, teacher_nonfinite=t_bad or ["on another process"])
+        return _skip(state, record, bad, say)
+    if world > 1:          # each process holds its share of the global mean: their sum is the mean
+        keys = list(raw_tot)          # the same order on every process (the same code ran)
+        t = accelerator.reduce(torch.tensor([raw_tot[c] for c in keys] + [w_tot[c] for c in keys] + [toks],
+                                            device=dev, dtype=torch.float64), reduction="sum").tolist()
+        raw_tot, w_tot, toks = dict(zip(keys, t[:len(keys)])), dict(zip(keys, t[len(keys):-1])), int(t[-1])
+    record["_tokens"] = toks
+    if faults.get("overflow_steps") and state.step in faults["overflow_steps"]:       # tests: an fp16 gradient overflow
+        next(p for p in student.parameters() if p.grad is not None).grad.fill_(float("inf"))
+    grad_norm = accelerator.clip_grad_norm_(list(student.parameters()) + list(objectives.parameters()), cfg.max_grad_norm)
+    record["grad_norm"] = float(grad_norm)
+    if not math.isfinite(record["grad_norm"]):   # the same on every process: the gradients were all-reduced
+        if scaler is None:
+            optimizer.zero_grad(set_to_none=True)
+            return _skip(state, record, ["grad_norm"], say)
+        optimizer.step()                         # the scaler sees the inf: no update, and a lower scale
+        optimizer.zero_grad(set_to_none=True)
+        return _skip(state, record, ["fp16_overflow"], say, fp16_overflow=True, loss_scale_next=float(scaler.get_scale()))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    state.consecutive_skips = 0
+    if accelerator.optimizer_step_was_skipped:     # the scaler found an inf the norm did not show: also counted
+        state.skipped += 1; state.skipped_by["fp16_overflow"] = state.skipped_by.get("fp16_overflow", 0) + 1
+        record["fp16_overflow"] = True
+    elif ema is not None:
+        ema.update_parameters(accelerator.unwrap_model(student))
+    record.update(loss=sum(w_tot.values()), raw=raw_tot, weighted=w_tot, **{k: v for k, v in extra_all.items()})
+    record.update({f"raw_{c}": v for c, v in raw_tot.items()}, **{f"weighted_{c}": v for c, v in w_tot.items()})
+    return record
 
 # %% ../nbs/06_trainer.ipynb #c054c162
 class StopRun(Exception):
@@ -224,7 +390,6 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-    from tqdm.auto import tqdm
 
     import transformers
     transformers.utils.logging.disable_progress_bar()     # one bar: ours
@@ -232,7 +397,7 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
     out_dir = Path(cfg.output_dir)
     profile = resolve_gpu_profile(cfg)
     precision = resolve_precision(cfg.mixed_precision, profile)
-    accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(precision, faults)
     main = accelerator.is_main_process
     say = log if main else (lambda *a, **k: None)
     set_seed(cfg.seed)
@@ -243,12 +408,17 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
 
     # -- models, data, plan (every model and dataset resolved first: a local path, an attached input, the cache, the hub)
     inputs = Inputs(input_dirs)
-    pair, data, obj, collate, t_first = setup_run(cfg, accelerator, inputs, log=say)
+    pair, data, obj, collate, t_first = setup_run(cfg, accelerator, inputs, log=say, faults=faults)
     say(data.report())
+    tokenized = [int(x) for x in _per_process(accelerator, data.tokenized_batches)]
+    if accelerator.num_processes > 1:
+        say(f"windows prepared once: document batches tokenized per process {tokenized} (the others read the first's "
+            "datasets cache)")
     plan = cfg.plan(len(data.train), accelerator.num_processes)
     say(plan.explain(cfg))
     if main:                      # nothing is written before the models and the data have loaded
         out_dir.mkdir(parents=True, exist_ok=True); atomic_write_text(out_dir / "config.json", cfg.to_json())
+        (out_dir / STOPPED_FILE).unlink(missing_ok=True)          # this session's stop, if any, writes it again
 
     # -- optimizer (student, projections, router at router_lr), schedule over optimizer steps, EMA
     groups = obj.parameter_groups()
@@ -270,7 +440,8 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
     eval_batches = held_out_batches(data.eval, collate, cfg.batch_size, accelerator.process_index, accelerator.num_processes)
 
     # -- resume
-    state = TrainState(batch_size=cfg.batch_size, accumulation=cfg.gradient_accumulation_steps)
+    state = TrainState(batch_size=cfg.batch_size, accumulation=cfg.gradient_accumulation_steps,
+                       num_processes=accelerator.num_processes)
     runs, ckpt = inputs.runs(), None
     if resume == "auto":
         ckpt = resume_point(out_dir, runs, cfg, log=say)
@@ -283,6 +454,7 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
         accelerator.load_state(str(ckpt))
         state = read_state(ckpt)
         say(f"resumed from {ckpt} at optimizer step {state.step}")
+        for line in adapt_to_processes(state, accelerator.num_processes): say(line)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.jsonl"
     if main:   # a fresh run starts an empty file; a resumed one drops the records after its checkpoint
@@ -299,13 +471,16 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
 
     # the plan record makes metrics.jsonl self-describing for the plots: schedule, budget, memory threshold
     write_metrics({"step": state.step, "kind": "plan", "total_steps": plan.total_steps, "warmup_steps": plan.warmup_steps,
-                   "eval_steps": plan.eval_steps, "effective_batch": plan.effective_batch,
+                   "eval_steps": plan.eval_steps,
+                   "effective_batch": state.batch_size * state.accumulation * accelerator.num_processes,   # as resumed
                    "lr_schedule": lr_curve(cfg, plan, max_points=200), "time_budget_hours": cfg.time_budget_hours,
                    "memory_threshold": cfg.memory_threshold, "precision": precision, "profile": profile,
-                   "num_processes": accelerator.num_processes, "output_dir": str(out_dir)})
+                   "teacher_dtype": str(next(teacher.parameters()).dtype).replace("torch.", "") if _is_live(teacher) else "cached",
+                   "num_processes": accelerator.num_processes, "tokenized_batches_per_process": tokenized,
+                   "output_dir": str(out_dir)})
 
-    stop = {"why": None}
-    def on_signal(signum, frame): stop["why"] = f"signal {signal.Signals(signum).name}"
+    stop = {"why": None, "signal": None}       # `signal`: this process's; `why`: what every process agreed on
+    def on_signal(signum, frame): stop["signal"] = signal.Signals(signum).name
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def do_eval():
@@ -344,7 +519,8 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
     # -- the loop
     student.train(); objectives.train()
     tokens, t_last = 0, time.perf_counter()
-    bar = tqdm(total=plan.total_steps, initial=state.step, desc="distilling", disable=not main, dynamic_ncols=True)
+    # a bar where it redraws in place (terminal, notebook); else a status line every progress_seconds (torchrun, logs)
+    bar = Progress(plan.total_steps, state.step, budget, cfg.progress_seconds, enabled=main, log=say)
     try:
         while state.step < plan.total_steps:
             order = epoch_order(len(data.train), cfg.seed, state.epoch, accelerator.process_index, accelerator.num_processes)
@@ -355,8 +531,6 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
                 for end, mb in micro_batches(data.train, order, state.position, state.batch_size, collate):
                     group.append(mb)
                     if len(group) == state.accumulation: break
-                if state.step in faults.get("oom_steps", []) and guard.shrinks < len(faults["oom_steps"]):
-                    raise torch.OutOfMemoryError("CUDA out of memory (injected)")
                 record = _optimizer_step(group, state, cfg, plan, accelerator, student, objectives, obj, teacher,
                                          optimizer, ema, faults, say)
             except Exception as e:
@@ -370,27 +544,34 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
             state.position = end
             scheduler.step()
             state.step += 1
-            tokens += record.pop("_tokens")
+            step_tokens = record.pop("_tokens"); tokens += step_tokens
             record["lr_student_next"] = scheduler.get_last_lr()[0]
             mem = guard.sample(); guard.check()
             record.update({f"mem_{k}": round(v, 3) for k, v in mem.items()}, elapsed=round(budget.elapsed(), 1))
             write_metrics(record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=fmt_lr(record["lr"]), refresh=False)
-            if state.step % plan.logging_steps == 0 or state.step == plan.total_steps:
+            bar.update(state.step, step_tokens, record["loss"], fmt_lr(record["lr"]), skipped=state.skipped,
+                       detail=" ".join(f"{c} {float(v):.3f}" for c, v in record["raw"].items()))
+            if bar.bar is not None and (state.step % plan.logging_steps == 0 or state.step == plan.total_steps):
                 now = time.perf_counter(); tok_s = tokens / max(now - t_last, 1e-9); tokens, t_last = 0, now
-                if main: bar.write(_log_line(state.step, plan.total_steps, record["lr"], record["raw"], record["weighted"],
-                                             tok_s, state.skipped))
-            if state.step in faults.get("stop_at_steps", []): stop["why"] = f"injected stop at step {state.step}"
-            if state.consecutive_skips >= 10:
-                stop["why"] = f"{state.consecutive_skips} optimizer steps in a row skipped for non-finite values ({state.skipped_by})"
+                bar.write(_log_line(state.step, plan.total_steps, record["lr"], record["raw"], record["weighted"],
+                                    tok_s, state.skipped))
+            if state.consecutive_skips >= 10:          # the same on every process: skips are decided together
+                stop["why"] = (f"{state.consecutive_skips} optimizer steps in a row skipped for non-finite values "
+                               f"({state.skipped_by})" + (TEACHER_HINT if record.get("teacher_nonfinite") else ""))
             if state.step % plan.eval_steps == 0 and state.step < plan.total_steps:
                 do_eval()
                 if cfg.early_stopping_patience and state.bad_evals >= cfg.early_stopping_patience:
                     stop["why"] = f"early stopping: {cfg.early_stopping_metric} did not improve for {state.bad_evals} evaluations"
             if state.step % plan.save_steps == 0 and state.step < plan.total_steps: do_save()
-            if stop["why"] is None and budget.should_stop():
+            # a signal reaches one process, and the budget clocks differ by milliseconds: every process stops together
+            # or none does (one process leaving alone leaves the other waiting in its next all-reduce)
+            got_signal, over_budget, injected = _any_process(accelerator, [
+                stop["signal"] is not None, budget.should_stop(), state.step in faults.get("stop_at_steps", [])])
+            if stop["why"] is None and got_signal:
+                stop["why"] = f"signal {stop['signal'] or '(SIGTERM/SIGINT, received by another process)'}"
+            if stop["why"] is None and over_budget:
                 stop["why"] = f"time budget: {budget.elapsed() / 3600:.2f} h of {cfg.time_budget_hours:g} h used"
+            if stop["why"] is None and injected: stop["why"] = f"injected stop at step {state.step}"
             if stop["why"]: raise StopRun(stop["why"])
         state.finished = True
         final = do_eval()
@@ -400,17 +581,25 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
         do_save()
         resumable = not str(e).startswith("early stopping")
         if resumable:
-            say(f"stopped at optimizer step {state.step}: {e}. Checkpoint saved; continue with "
+            ckpt_dir = out_dir / CKPT_DIR / f"step-{state.step:07d}"
+            say(f"stopped at optimizer step {state.step}: {e}. Checkpoint saved: {ckpt_dir}; continue with "
                 f"`sad-train ... --output-dir {out_dir} --resume auto`")
+            if main:     # what a launcher that only sees exit codes (torchrun) and the kernel notebook read
+                atomic_write_text(out_dir / STOPPED_FILE, json.dumps({"step": state.step, "reason": str(e),
+                                  "checkpoint": str(ckpt_dir), "output_dir": str(out_dir)}, indent=1))
             return TrainResult(state, out_dir, str(e), state.evals[-1] if state.evals else {})
         say(f"stopped at optimizer step {state.step}: {e}")
         final = state.evals[-1] if state.evals and state.evals[-1]["step"] == state.step else do_eval()
     except BaseException:
         bar.close()
-        try:
-            do_save(); say(f"error at optimizer step {state.step}: checkpoint saved under {out_dir / CKPT_DIR}")
-        except Exception:
-            pass
+        if accelerator.num_processes == 1:   # with more, the others may be waiting in a collective: saving would hang
+            try:
+                do_save(); say(f"error at optimizer step {state.step}: checkpoint saved under {out_dir / CKPT_DIR}")
+            except Exception:
+                pass
+        else:
+            log(f"error on process {accelerator.process_index} at optimizer step {state.step}; the last checkpoint "
+                f"under {out_dir / CKPT_DIR} is where --resume auto continues")
         raise
     finally:
         for s, h in old_handlers.items(): signal.signal(s, h)
@@ -433,17 +622,28 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
         say(format_summary(summary))
     return TrainResult(state, out_dir, None, final)
 
-def setup_run(cfg: DistillConfig, accelerator, inputs: Inputs | None = None, log=None):
+def setup_run(cfg: DistillConfig, accelerator, inputs: Inputs | None = None, log=None, faults: dict | None = None):
     """Models, data, objectives, collator, and the teacher's unpredicted first-token bytes (train, eval and sad-cache
     share this). Every model and dataset is resolved first (`resolve_sources`: a local path, an input attached under
     `inputs`' roots, the cache, or the hub if it answers), and what cannot be had stops here, before anything loads.
-    With `teacher_cache` set, no teacher weights are loaded: `pair.teacher` is the cache reader."""
+    With `teacher_cache` set, no teacher weights are loaded: `pair.teacher` is the cache reader. With more than one
+    process, the main one prepares the windows and the others read them from the `datasets` cache it wrote."""
+    log = log or (lambda *a: None)
     resolved = resolve_sources(cfg, inputs=inputs if inputs is not None else Inputs())
-    for line in resolved.lines: (log or (lambda *a: None))(line)
+    for line in resolved.lines: log(line)
     cfg = resolved.config
     cached = bool(cfg.teacher_cache)
-    pair = load_pair(cfg, device=accelerator.device, with_teacher=not cached)
-    data = build_data(cfg, pair.teacher_tokenizer, pair.student_tokenizer)
+    profile = "cpu" if accelerator.device.type == "cpu" and not (faults or {}).get("cpu_fp16") else resolve_gpu_profile(cfg)
+    pair = load_pair(cfg, device=accelerator.device, with_teacher=not cached, profile=profile)
+    with accelerator.main_process_first():
+        data = build_data(cfg, pair.teacher_tokenizer, pair.student_tokenizer)
+    collate = DualCollator(pair.student_tokenizer.pad_token_id, pair.teacher_tokenizer.pad_token_id)
+    if not cached and (faults or {}).get("teacher_overflow"):      # tests: a teacher that overflows fp16, as some bf16 models do
+        with torch.no_grad(): pair.teacher.base_model.layers[faults["teacher_overflow"]].mlp.experts.down_proj.mul_(3e4)
+    if not cached and resolve_teacher_dtype(cfg.teacher_dtype, profile) == "check":
+        checked = [collate([data.train[i] for i in range(j, min(j + cfg.batch_size, len(data.train)))])
+                   for j in range(0, min(len(data.train), 2 * cfg.batch_size), cfg.batch_size)]
+        pair.teacher = choose_teacher_precision(cfg, pair.teacher, checked, profile, accelerator, log)
     same_tok = pair.teacher_tokenizer.backend_tokenizer.to_str() == pair.student_tokenizer.backend_tokenizer.to_str()
     s2t = torch.as_tensor(vocab_map(pair.teacher_tokenizer, pair.student_tokenizer).student_of_teacher())
     if cached:
@@ -453,83 +653,42 @@ def setup_run(cfg: DistillConfig, accelerator, inputs: Inputs | None = None, log
     obj = Objectives(cfg, model_dims(pair.student), t_dims, same_tok, s2t).to(accelerator.device)
     if cached: pair.teacher.check_spec(obj.spec)
     obj.student_of_teacher = s2t.to(accelerator.device)
-    collate = DualCollator(pair.student_tokenizer.pad_token_id, pair.teacher_tokenizer.pad_token_id)
     t_bytes = token_bytes(pair.teacher_tokenizer)
     t_first = None if special_frame(pair.teacher_tokenizer).prefix else \
         (lambda b: sum(len(t_bytes[int(i)]) for i in b["teacher_input_ids"][:, 0].tolist()))
     return pair, data, obj, collate, t_first
 
+def choose_teacher_precision(cfg: DistillConfig, teacher, batches, profile: str, accelerator, log=print):
+    """The teacher in fp16 when `teacher_precision_check` finds it safe on every process; else the fp32 teacher when
+    the memory estimate allows it; else a one-line `ConfigError` saying what to do."""
+    chk, half = teacher_precision_check(teacher, batches, torch.float16)
+    log(chk.line())
+    if not _any_process(accelerator, [not chk.safe])[0]:
+        return half
+    del half
+    from sad_kaggle.diagnose import ModelConfigError, estimate_memory, model_arch
+    try:
+        est = estimate_memory(cfg.replace(teacher_dtype="fp32"), model_arch(cfg.teacher_model), model_arch(cfg.student_model), profile)
+    except ModelConfigError:
+        est = None
+    if est is None or est.fits:
+        log("keeping the teacher in fp32 (teacher_dtype auto): " + (f"estimate {est.summary()}" if est else "no memory estimate"))
+        return teacher
+    raise ConfigError(f"teacher_dtype: the teacher is not safe in fp16 ({chk.line()}) and in fp32 the run needs "
+                      f"{est.summary()}: build a teacher cache on a bigger machine (sad-cache), lower batch_size, "
+                      "or accept fp16 with teacher_dtype=fp16")
+
 def _step_of(line: str) -> float:
     try: return json.loads(line).get("step", math.inf)
     except ValueError: return math.inf
-
-def _optimizer_step(group, state, cfg, plan, accelerator, student, objectives, obj, teacher, optimizer, ema, faults, say):
-    "One optimizer step over the micro-batches in `group`; returns its metrics record."
-    dev = accelerator.device
-    group = [{k: v.to(dev) for k, v in mb.items()} for mb in group]
-    counts = {}
-    for mb in group:
-        for k, v in obj.counts(mb).items(): counts[k] = counts.get(k, 0) + v
-    if accelerator.num_processes > 1:         # normalize by the global count
-        keys = sorted(counts)
-        t = accelerator.reduce(torch.tensor([counts[k] for k in keys], device=dev, dtype=torch.float64), reduction="sum")
-        counts = dict(zip(keys, (int(x) for x in t.tolist())))
-    weights = curriculum_weights(cfg, state.step / plan.total_steps)
-    raw_tot, w_tot, bad, extra_all = {}, {}, [], {}
-    toks = 0
-    for i, mb in enumerate(group):
-        sync = i == len(group) - 1
-        ctx = accelerator.no_sync(student) if not sync and accelerator.num_processes > 1 else _null()
-        with ctx:
-            with accelerator.autocast():
-                sig = teacher_signal(teacher, mb, obj.spec, obj.student_of_teacher, "train")
-                if state.step in faults.get("nan_steps", []):
-                    sig.topk_logprobs = sig.topk_logprobs * float("nan") if sig.topk_logprobs is not None else None
-                so = student_forward(student, mb, [s for s, _ in obj.att_pairs])
-                sums, extra = objectives(mb, so, sig)
-                loss, raw, weighted = combine(sums, counts, weights)
-            bad = nonfinite(raw)
-            if bad: break
-            accelerator.backward(loss)
-        for c in raw:
-            raw_tot[c] = raw_tot.get(c, 0.0) + float(raw[c].detach()); w_tot[c] = w_tot.get(c, 0.0) + float(weighted[c].detach())
-        extra_all.update(extra)
-        toks += int(mb["student_attention_mask"].sum())
-    lr = optimizer.param_groups[0]["lr"]
-    record = {"step": state.step + 1, "kind": "train", "lr": lr, "lr_projectors": optimizer.param_groups[1]["lr"],
-              "lr_router": optimizer.param_groups[2]["lr"], "batch_size": state.batch_size,
-              "accumulation": state.accumulation, "_tokens": toks}
-    if not bad:
-        grad_norm = accelerator.clip_grad_norm_(list(student.parameters()) + list(objectives.parameters()), cfg.max_grad_norm)
-        if not torch.isfinite(torch.as_tensor(grad_norm)).all(): bad = ["grad_norm"]
-        record["grad_norm"] = float(grad_norm)
-    if bad:
-        optimizer.zero_grad(set_to_none=True)
-        state.skipped += 1; state.consecutive_skips += 1
-        for c in bad: state.skipped_by[c] = state.skipped_by.get(c, 0) + 1
-        say(f"optimizer step {state.step + 1} skipped: non-finite {', '.join(bad)} (skipped so far: {state.skipped})")
-        record.update(skipped=True, nonfinite=bad, loss=float("nan"), raw={}, weighted={})
-        return record
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    state.consecutive_skips = 0
-    if accelerator.optimizer_step_was_skipped:     # fp16 scaler found inf: its own skip, also counted
-        state.skipped += 1; state.skipped_by["fp16_overflow"] = state.skipped_by.get("fp16_overflow", 0) + 1
-    elif ema is not None:
-        ema.update_parameters(accelerator.unwrap_model(student))
-    record.update(loss=sum(w_tot.values()), raw=raw_tot, weighted=w_tot, **{k: v for k, v in extra_all.items()})
-    record.update({f"raw_{c}": v for c, v in raw_tot.items()}, **{f"weighted_{c}": v for c, v in w_tot.items()})
-    return record
-
-class _null:
-    def __enter__(self): return self
-    def __exit__(self, *a): return False
 
 def _tokens_per_second(model, ids, reps: int = 3) -> float:
     with torch.no_grad():
         model(ids); t0 = time.perf_counter()
         for _ in range(reps): model(ids)
     return reps * ids.numel() / (time.perf_counter() - t0)
+
+def _is_live(teacher) -> bool: return teacher is not None and not getattr(teacher, "is_cache", False)
 
 def _summary(cfg, pair, final, which, state, out_dir) -> dict:
     cached = getattr(pair.teacher, "is_cache", False)        # no teacher weights: its size from the cache's manifest
@@ -542,7 +701,7 @@ def _summary(cfg, pair, final, which, state, out_dir) -> dict:
     t_tps = None if cached else _tokens_per_second(pair.teacher, ids_t)
     s_tps = _tokens_per_second(pair.student, ids_s)
     if was: pair.student.train()
-    return {"steps": state.step, "skipped_steps": state.skipped, "saved_weights": which,
+    return {"steps": state.step, "skipped_steps": state.skipped, "skipped_by": dict(state.skipped_by), "saved_weights": which,
             "student_dir": str(out_dir / "student"), "teacher_params": n_t, "student_params": n_s,
             "compression": n_t / n_s, "teacher_tokens_per_s": t_tps, "student_tokens_per_s": s_tps,
             "teacher_bits_per_byte": final.get("eval_teacher_bits_per_byte"),
@@ -568,7 +727,7 @@ EXIT_OK, EXIT_STOPPED = 0, 3
 def _check_writable(d: Path):
     try:
         d.mkdir(parents=True, exist_ok=True)
-        probe = d / ".sad-write-test"
+        probe = d / f".sad-write-test-{os.getpid()}"      # one per process: torchrun starts several at once
         probe.write_text("ok"); probe.unlink()
     except OSError as e:
         raise ConfigError(f"output_dir {d}: cannot write there ({e.strerror or type(e).__name__})") from None
@@ -599,7 +758,8 @@ def run_train(config=None, *, preset=None, output_dir=None, resume=None, max_ste
         _check_writable(Path(cfg.output_dir))
         faults = json.loads(os.environ.get("SAD_TEST_FAULTS", "{}"))     # reliability tests only
         res = train(cfg, resume=resume, input_dirs=input_dirs, faults=faults, log=log, callback=callback)
-        if res.stopped: return EXIT_STOPPED
+        if res.stopped:       # torchrun reads any non-zero exit as a failed worker: there, stopped.json tells
+            return EXIT_OK if os.environ.get("TORCHELASTIC_RUN_ID") else EXIT_STOPPED
         if baseline:
             log("\nbaseline: the same run with cross-entropy only")
             base = train(ce_only(cfg), faults=faults, log=lambda *a, **k: None)

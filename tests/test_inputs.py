@@ -40,7 +40,7 @@ def test_sad_train_loads_models_and_text_attached_as_kaggle_inputs_and_warns_on_
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     warning = next(l for l in r.stdout.splitlines() if l.startswith("WARNING"))
     assert "no usable checkpoint" in warning and str(prev / "checkpoints") in warning
-    assert r.stdout.index("WARNING") < r.stdout.index("step 1/4")        # said before training starts
+    assert r.stdout.index("WARNING") < r.stdout.index("step 4/4")        # said before training (its status line) ends
 
 
 def test_sad_train_with_a_model_not_attached_says_what_to_attach_and_loads_nothing(tmp_path):

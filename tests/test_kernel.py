@@ -10,9 +10,12 @@ after the cell tagged `parameters`, as papermill does), against fake Kaggle inpu
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
+import threading
+import time
 from pathlib import Path
 
 import nbformat
@@ -57,18 +60,35 @@ def kaggle_python(tmp_path_factory) -> dict:
     return {"JUPYTER_PATH": str(d / "jupyter"), "kernel": "kaggle-image", "venv": venv}
 
 
-def run_kernel(tmp: Path, kernel_env: dict | None = None, **params) -> nbformat.NotebookNode:
+def run_kernel(tmp: Path, kernel_env: dict | None = None, extra_env: dict | None = None, interrupt_at_step=None,
+               **params) -> nbformat.NotebookNode:
+    """Execute the kernel notebook with `params` injected. `interrupt_at_step`: once metrics.jsonl under OUTPUT_DIR has
+    that train step, send SIGINT to the kernel's process group, as Jupyter's Interrupt button does."""
     nb = nbformat.read(KERNEL, as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     src = "\n".join(f"{k} = {v!r}" for k, v in params.items())
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(src, metadata={"tags": ["injected-parameters"]}))
     env_before = dict(os.environ)
-    os.environ.update(HF_HUB_OFFLINE="1", SAD_KAGGLE_CACHE=str(tmp / "cache"))
+    os.environ.update(HF_HUB_OFFLINE="1", SAD_KAGGLE_CACHE=str(tmp / "cache"), **(extra_env or {}))
     if kernel_env: os.environ["JUPYTER_PATH"] = kernel_env["JUPYTER_PATH"]
     os.environ.pop("SAD_SESSION_START", None)
+    client = NotebookClient(nb, timeout=900, kernel_name=kernel_env["kernel"] if kernel_env else "python3",
+                            resources={"metadata": {"path": str(tmp)}})
+    if interrupt_at_step is not None:
+        metrics = Path(params["OUTPUT_DIR"]) / "metrics.jsonl"
+        def interrupt():
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                if metrics.is_file() and any(f'"step": {interrupt_at_step}, "kind": "train"' in l
+                                             for l in metrics.read_text().splitlines()):
+                    pgid = client.km.provisioner.pgid
+                    assert pgid and pgid != os.getpgid(0), "the kernel must have its own process group"
+                    os.killpg(pgid, signal.SIGINT)        # what jupyter_client's interrupt_kernel does
+                    return
+                time.sleep(0.05)
+        threading.Thread(target=interrupt, daemon=True).start()
     try:
-        NotebookClient(nb, timeout=900, kernel_name=kernel_env["kernel"] if kernel_env else "python3",
-                       resources={"metadata": {"path": str(tmp)}}).execute()
+        client.execute()
     finally:
         os.environ.clear(); os.environ.update(env_before)
     return nb
@@ -137,15 +157,37 @@ def test_kernel_with_a_model_missing_says_what_to_attach_and_loads_nothing(tmp_p
     assert not (out / "config.json").exists()                        # stopped before any model or data was loaded
 
 
-def test_kernel_notebook_trains_in_a_torchrun_subprocess_with_two_processes(tmp_path):
-    # the branch Kaggle's T4 x2 takes, on CPU: torchrun, 2 processes, sad-train, the notebook following metrics.jsonl
+def test_kernel_notebook_on_two_processes_survives_interrupt_and_budget_stop_and_resumes(tmp_path):
+    # the branch Kaggle's T4 x2 takes, on CPU: torchrun, 2 processes, sad-train, the notebook following metrics.jsonl;
+    # three executions of the notebook on the same output directory, as a user re-runs it
+    from nbclient.exceptions import CellExecutionError
     out = tmp_path / "working" / "sad_output"
-    nb = run_kernel(tmp_path, PRESET="tiny-cpu", PACKAGE="", OUTPUT_DIR=str(out), INPUT_ROOT=str(tmp_path / "input"),
-                    OVERRIDES={**SMALL, "max_steps": 8, "eval_steps": 4}, PROCESSES=2)
+    params = dict(PRESET="tiny-cpu", PACKAGE="", OUTPUT_DIR=str(out), INPUT_ROOT=str(tmp_path / "input"), PROCESSES=2,
+                  OVERRIDES={**SMALL, "max_steps": 24, "eval_steps": 8, "save_steps": 12, "batch_size": 4,
+                             "gradient_accumulation_steps": 1})
+    # 1. the Interrupt button mid-run: the workers save a checkpoint and the cell says where (no traceback, Run All stops)
+    with pytest.raises(CellExecutionError) as e:
+        run_kernel(tmp_path, interrupt_at_step=3, **params)
+    msg = str(e.value)
+    assert "interrupted: stopped at optimizer step" in msg and "(signal" in msg and "Traceback" not in msg
+    stopped = json.loads((out / "stopped.json").read_text())
+    assert Path(stopped["checkpoint"]).is_dir() and stopped["step"] >= 3
+
+    # 2. run again: resumes there; a stop at step 16 (as the time budget would) ends the cell cleanly, no torchrun traceback
+    nb = run_kernel(tmp_path, extra_env={"SAD_TEST_FAULTS": json.dumps({"stop_at_steps": [16]})}, **params)
     text = "".join(outputs(nb))
-    assert "2 training process(es)" in text
-    assert "÷ 2 process(es)" in text and "ranks in sync" in text        # echoed from the subprocess
+    assert f"resuming from {stopped['checkpoint']}" in text
+    assert "stopped before the end" in text and "step-0000016" in text and "ChildFailedError" not in text
+    log = (out / "train.log").read_text()
+    assert "2 training process(es)" in text and "÷ 2 process(es)" in text
+    status = [l for l in log.splitlines() if l.startswith("step ") and "tok/s" in l]
+    assert status, "no status line from the subprocess"
+
+    # 3. and again: resumes at 16 and finishes; every step once, the dashboard shown
+    nb = run_kernel(tmp_path, **params)
+    text = "".join(outputs(nb))
+    assert "resuming from" in text and "step-0000016" in text and "ranks in sync" in text
     steps = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in l]
-    assert steps == list(range(1, 9))
+    assert steps == list(range(1, 25))
+    assert not (out / "stopped.json").exists()
     assert list(outputs(nb, "png")), "the dashboard was not displayed while following the subprocess"
-    assert (out / "plots" / "dashboard.png").is_file() and "saved student reloaded" in text

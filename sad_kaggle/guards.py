@@ -12,8 +12,8 @@ import warnings
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['session_start', 'TimeBudget', 'redraws_in_place', 'Progress', 'smallest_factor', 'is_oom', 'MemoryGuard',
-           'GpuSupport', 'gpu_support', 'check_gpu']
+__all__ = ['session_start', 'TimeBudget', 'in_notebook', 'redraws_in_place', 'Progress', 'smallest_factor', 'is_oom',
+           'MemoryGuard', 'GpuSupport', 'gpu_support', 'check_gpu']
 
 # %% ../nbs/06_guards.ipynb #fb944791
 def session_start() -> float:
@@ -47,14 +47,21 @@ def _hms(seconds: float) -> str:
     s = int(max(0, seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
+def in_notebook() -> bool:
+    "True inside a Jupyter kernel (where a display handle, or tqdm.auto's widget, is updated in place)."
+    try:
+        from IPython import get_ipython
+        ip = get_ipython()
+        return ip is not None and "IPKernelApp" in ip.config
+    except Exception: return False
+
 def redraws_in_place(stream=None) -> bool:
-    "Whether a progress bar redraws in place here: a terminal, or a Jupyter kernel (tqdm.auto's widget)."
+    "Whether a progress bar redraws in place here: a terminal, or a Jupyter kernel."
     stream = stream or sys.stderr
     try:
         if stream.isatty(): return True
     except (AttributeError, ValueError): pass
-    ip = sys.modules.get("IPython")
-    return bool(ip and getattr(ip, "get_ipython", lambda: None)() is not None and "ipykernel" in sys.modules)
+    return in_notebook()
 
 class Progress:
     "A tqdm bar where it redraws in place; else a status line every `seconds`, through `log`."

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 from .config import COMPONENTS
+from .guards import in_notebook
 
 # %% auto #0
 __all__ = ['PANELS', 'KEEP', 'read_metrics', 'panel_lr', 'panel_losses', 'panel_train_eval', 'panel_memory', 'panel_time',
-           'panel_figure', 'dashboard', 'figure_png', 'save_plots', 'in_notebook', 'TrainingPlots', 'MetricsFollower',
+           'panel_figure', 'dashboard', 'figure_png', 'save_plots', 'TrainingPlots', 'MetricsFollower',
            'RunInterrupted', 'run_and_follow']
 
 # %% ../nbs/08_plots.ipynb #9b18dcd1
@@ -192,14 +193,6 @@ def save_plots(src, out_dir=None, dpi: int = 80) -> list[Path]:
     return written
 
 # %% ../nbs/08_plots.ipynb #d0f78c0f
-def in_notebook() -> bool:
-    "True inside a Jupyter kernel (where a display handle can be updated in place)."
-    try:
-        from IPython import get_ipython
-        ip = get_ipython()
-        return ip is not None and "IPKernelApp" in ip.config
-    except Exception: return False
-
 class TrainingPlots:
     "Training callback: redraw the dashboard in place at each evaluation and write PNGs into `<output_dir>/plots`."
     def __init__(self, output_dir=None, live: bool | None = None, every: int | None = None, dpi: int = 80):

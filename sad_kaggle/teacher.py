@@ -382,37 +382,43 @@ class PrecisionCheck:
                 f"{self.kl:.2g} nats/token (limit {PRECISION_KL_LIMIT:g}); top-1 agreement {self.top1_agreement:.1%}")
 
 @torch.no_grad()
-def _run_for_check(model, batches, slice_size: int = 256):
-    "(largest |hidden| and its layer, any non-finite, next-token log-probabilities at valid positions) of `model`."
-    biggest, where, bad, lps = 0.0, 0, False, []
+def _run_for_check(model, batches):
+    "(largest |hidden| and its layer, any non-finite, the last hidden state at the valid positions) of `model`."
+    biggest, where, bad, last = 0.0, 0, False, []
     dev = next(model.parameters()).device
     for b in batches:
         ids, am = b["teacher_input_ids"].to(dev), b["teacher_attention_mask"].to(dev)
         with torch.autocast(dev.type, enabled=False):
             out = model.base_model(input_ids=ids, attention_mask=am, output_hidden_states=True, use_cache=False)
-            for l, h in enumerate(out.hidden_states):
-                h = h[am.bool()].float()
-                bad |= not bool(torch.isfinite(h).all())
-                m = float(h.abs().nan_to_num(float("inf")).max())
-                if m > biggest: biggest, where = m, l
-            flat = out.last_hidden_state[am.bool()]
-            head = model.get_output_embeddings()
-            for s in range(0, len(flat), slice_size):
-                lps.append(torch.log_softmax(head(flat[s:s + slice_size]).float(), -1).cpu())
-    lp = torch.cat(lps)
-    return biggest, where, bad or not bool(torch.isfinite(lp).all()), lp
+        for l, h in enumerate(out.hidden_states):
+            h = h[am.bool()].float()
+            bad |= not bool(torch.isfinite(h).all())
+            m = float(h.abs().nan_to_num(float("inf")).max())
+            if m > biggest: biggest, where = m, l
+        last.append(out.last_hidden_state[am.bool()])
+    return biggest, where, bad, torch.cat(last)
 
-def teacher_precision_check(teacher, batches, dtype=torch.float16) -> tuple[PrecisionCheck, object]:
-    "Check `dtype` against the fp32 `teacher` on `batches`; returns the check and the teacher copy in `dtype`."
+@torch.no_grad()
+def teacher_precision_check(teacher, batches, dtype=torch.float16, slice_size: int = 256) -> tuple[PrecisionCheck, object]:
+    """Check `dtype` against the fp32 `teacher` on `batches`; returns the check and the teacher copy in `dtype`. The
+    two next-token distributions are compared a slice of positions at a time (never [positions, vocabulary] at once)."""
     import copy
-    ref_max, ref_layer, _, ref = _run_for_check(teacher, batches)
+    ref_max, ref_layer, _, h_ref = _run_for_check(teacher, batches)
     cand_model = freeze(copy.deepcopy(teacher).to(dtype))
-    c_max, _, bad, cand = _run_for_check(cand_model, batches)
-    ok = torch.isfinite(cand).all(-1)
-    kl = float((ref.exp() * (ref - cand)).sum(-1)[ok].mean()) if ok.any() else math.inf
-    agree = float((ref.argmax(-1) == cand.argmax(-1)).float().mean())
+    c_max, _, bad, h_cand = _run_for_check(cand_model, batches)
+    head_ref, head_cand = teacher.get_output_embeddings(), cand_model.get_output_embeddings()
+    kl, n_ok, agree = 0.0, 0, 0
+    with torch.autocast(h_ref.device.type, enabled=False):
+        for s in range(0, len(h_ref), slice_size):
+            a = torch.log_softmax(head_ref(h_ref[s:s + slice_size]).float(), -1)
+            b = torch.log_softmax(head_cand(h_cand[s:s + slice_size]).float(), -1)
+            ok = torch.isfinite(b).all(-1)
+            bad |= not bool(ok.all())
+            kl += float((a.exp() * (a - b)).sum(-1)[ok].sum()); n_ok += int(ok.sum())
+            agree += int((a.argmax(-1) == b.argmax(-1)).sum())
     name = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype]
-    return PrecisionCheck(name, ref_max, ref_layer, c_max, bad, kl, agree, len(ref), float(torch.finfo(dtype).max)), cand_model
+    return PrecisionCheck(name, ref_max, ref_layer, c_max, bad, kl / n_ok if n_ok else math.inf, agree / max(len(h_ref), 1),
+                          len(h_ref), float(torch.finfo(dtype).max)), cand_model
 
 def signal_nonfinite(sig: TeacherSignal) -> list[str]:
     "The teacher-signal fields holding a NaN or inf (a non-finite teacher output must never enter a loss)."

@@ -110,3 +110,19 @@ def test_unresolvable_model_offline_is_one_finding_not_a_traceback():
 def test_help_runs():
     r = run("--help")
     assert r.returncode == 0 and "critical" in r.stdout
+
+
+def test_t4_plan_gives_memory_for_both_teacher_dtypes_and_a_planning_throughput():
+    r = run("--preset", "kaggle-t4x2", "--gpu", "t4", "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    by = {f["check"]: f for f in json.loads(r.stdout)}
+    assert "in fp16 8.4 GiB, in fp32 11.2 GiB, of 12.8 GiB allowed" in by["teacher_dtype"]["message"]
+    speed = by["speed"]["message"]
+    assert "student tokens/s on 2 x Tesla T4 at 30% of its 65 TFLOP/s fp16 peak" in speed and "if the teacher must run in fp32" in speed
+
+
+def test_teacher_precision_mode_runs_the_check_on_the_configs_text():
+    r = run("--preset", "tiny-cpu", "--teacher-precision", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    f = next(f for f in json.loads(r.stdout) if f["check"] == "teacher_precision")
+    assert f["severity"] == "info" and f["message"].startswith("teacher in fp16: safe on ") and "KL to fp32" in f["message"]

@@ -319,16 +319,22 @@ def splits_digits_singly(tok) -> bool:
     return all(len(p) == 1 for p in digits)
 
 # %% ../nbs/02_align.ipynb #b1613bb7
-def read_paragraphs(path: str | Path | None, max_bytes: int = 2_000_000) -> tuple[list[str], str]:
+def read_paragraphs(path: str | Path | None, max_bytes: int = 2_000_000, max_replaced: float = 0.01) -> tuple[list[str], str]:
     "NFC paragraphs of a text file (.txt or .txt.gz); default: the embedded corpus's held-out part."
-    import gzip
+    import gzip, zlib
     p = Path(path) if path else embedded_path("sad_kaggle:corpus") / "eval.txt.gz"
+    if max_bytes < 1: raise TokenizerError(f"--max-bytes {max_bytes}: must be at least 1")
     if not p.is_file(): raise TokenizerError(f"text file {p}: does not exist")
     raw = p.read_bytes()
-    if p.suffix == ".gz": raw = gzip.decompress(raw)
+    if p.suffix == ".gz":
+        try: raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e: raise TokenizerError(f"text file {p}: not a readable gzip file ({e})") from None
     if len(raw) > max_bytes:                                # cut at a line end, not inside a character
         raw = raw[:max_bytes]; raw = raw[:raw.rfind(b"\n") + 1] or raw
     text = unicodedata.normalize("NFC", raw.decode("utf-8", errors="replace"))
+    if text.count("\ufffd") > max_replaced * max(len(text), 1):     # a report on undecodable bytes would mean nothing
+        raise TokenizerError(f"text file {p}: {text.count(chr(0xFFFD)):,} of {len(text):,} characters are U+FFFD "
+                             "replacements, bytes that are not UTF-8 text; give a UTF-8 text")
     paras = [q for q in re.split(r"\n\s*\n", text) if q.strip()]
     if not paras: raise TokenizerError(f"text file {p}: no text")
     return paras, str(path or "sad_kaggle:corpus (eval)")

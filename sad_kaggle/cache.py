@@ -298,7 +298,17 @@ def open_cache(root, cfg: DistillConfig, ttok, stok, data) -> CachedTeacher:
         n = math.ceil(info["windows"] / info["shard_windows"])
         missing = [s for s in range(n) if str(s) not in info["shards"] or not (root / _shard_name(split, s)).is_file()]
         if missing: raise ConfigError(f"teacher_cache {root}: {split} shards {missing[:5]} missing (sad-cache was interrupted: run it again)")
+        for s in range(n):              # every shard's header and length, now rather than at the step that reads it
+            _check_shard(root / _shard_name(split, s))
     return CachedTeacher(root, man)
+
+def _check_shard(f: Path):
+    from safetensors import safe_open
+    try:
+        with safe_open(str(f), framework="numpy") as s: s.keys()
+    except Exception as e:
+        raise ConfigError(f"teacher_cache shard {f}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:100]}); "
+                          "delete it and run sad-cache again to rewrite it") from None
 
 def cacheable_config(cfg: DistillConfig) -> tuple[DistillConfig, str | None]:
     "The config a cached run trains with: attention and router objectives off (the cache holds neither); and why."
@@ -316,6 +326,13 @@ def run_cache(config=None, *, preset=None, output=None, split="both", hidden=Tru
     err = err or sys.stderr
     try:
         if not output: raise ConfigError("--output DIR is required")
+        if shard_windows < 1: raise ConfigError(f"--shard-windows {shard_windows}: must be at least 1")
+        if Path(output).exists() and not Path(output).is_dir(): raise ConfigError(f"--output {output}: a file, not a directory")
+        if (Path(output) / MANIFEST).is_file():
+            try: json.loads((Path(output) / MANIFEST).read_text())
+            except ValueError as e:
+                raise ConfigError(f"--output {Path(output) / MANIFEST}: unreadable ({e}); move the directory aside and "
+                                  "write the cache anew") from None
         cfg, _, _ = load_for_diagnose(config, preset=preset, overrides=overrides)
         splits = ("train", "eval") if split == "both" else (split,)
         t0 = time.perf_counter()

@@ -86,6 +86,10 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-dir", dest="input_dirs", action="append", default=[], metavar="ROOT",
                    help="an input root searched, at any depth, for previous runs, models and datasets named in the config "
                         "(repeatable; default: /kaggle/input when it exists)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an output dir that holds another run: that run is moved aside, not deleted")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="load a checkpoint file even if unpickling it could run code (only for checkpoints you wrote)")
     p.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (sets max_steps)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override one field (repeatable)")
     p.add_argument("--baseline", action="store_true", help="also train a CE-only student and compare bits per byte")
@@ -97,7 +101,8 @@ def sad_train(argv=None) -> int:
     overrides = overrides_or_exit("sad-train", a.overrides)
     plots = TrainingPlots(live=False)        # PNGs of the run in <output_dir>/plots, redrawn at every evaluation
     code = run_train(a.config, preset=a.preset, output_dir=a.output_dir, resume=a.resume, max_steps=a.max_steps,
-                     overrides=overrides, baseline=a.baseline, input_dirs=a.input_dirs, callback=plots)
+                     overrides=overrides, baseline=a.baseline, input_dirs=a.input_dirs, callback=plots,
+                     overwrite=a.overwrite, trust_checkpoint=a.trust_checkpoint)
     if plots.output_dir is not None: plots.finish()
     sys.exit(code)
 

@@ -83,6 +83,11 @@ class DistillConfig:
     eval_fraction: float = _spec(0.05, group="data", kind="float", low=0.0, high=0.5, low_open=True,
         doc="Share of the training texts held out when `eval_dataset` is None.")
     text_column: str = _spec("text", group="data", kind="str", doc="Column holding the text.")
+    text_encoding: str = _spec("utf-8", group="data", kind="str",
+        doc="Encoding of local .txt/.md files (e.g. latin-1, cp1252); undecodable bytes become U+FFFD.")
+    max_replaced_fraction: float = _spec(0.01, group="data", kind="float", low=0.0, high=1.0,
+        doc="Refuse text in which a larger share of characters are U+FFFD (undecodable bytes: a wrong "
+            "`text_encoding`, or not text at all).")
     dataset_subset_size: int | None = _spec(None, group="data", kind="int", low=1, optional=True,
         doc="Use only this many training examples (None: all).")
     eval_subset_size: int | None = _spec(512, group="data", kind="int", low=1, optional=True,

@@ -64,7 +64,8 @@ def _is_saved_dataset(p: Path) -> bool:
     "A directory written by `datasets`' `save_to_disk` (a `Dataset` or a `DatasetDict`)."
     return p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file())
 
-def load_texts(source: str, config: str | None = None, split: str = "train", text_column: str = "text"):
+def load_texts(source: str, config: str | None = None, split: str = "train", text_column: str = "text",
+               encoding: str = "utf-8"):
     "A `datasets.Dataset` with one column `text` from a hub name, local files or `sad_kaggle:corpus`."
     import datasets
     datasets.disable_progress_bars()
@@ -83,7 +84,12 @@ def load_texts(source: str, config: str | None = None, split: str = "train", tex
                 ds = ds[name]
         elif Path(source).expanduser().exists():
             kind, files = _local_files(Path(source).expanduser(), split)
-            extra = dict(sample_by="paragraph", encoding_errors="replace") if kind == "text" else {}
+            if all(Path(f).stat().st_size == 0 for f in files): raise DataError(f"{what}: empty file(s), no text")
+            if kind == "text":
+                import codecs
+                try: codecs.lookup(encoding)
+                except LookupError: raise DataError(f"text_encoding {encoding!r}: not an encoding Python knows") from None
+            extra = dict(sample_by="paragraph", encoding=encoding, encoding_errors="replace") if kind == "text" else {}
             ds = datasets.load_dataset(kind, data_files=files, split="train", **extra)
         elif source.startswith((".", "/", "~")):
             raise DataError(f"{what}: no such file or directory")
@@ -125,13 +131,23 @@ class TextStats:
 def _clean(batch):
     # documents are joined by a blank line later, so their own leading/trailing newlines are dropped
     texts = [unicodedata.normalize("NFC", t or "").strip("\r\n") for t in batch["text"]]
-    return {"text": texts, "replaced": [t.count("\ufffd") for t in texts], "empty": [not t.strip() for t in texts]}
+    return {"text": texts, "replaced": [t.count("\ufffd") for t in texts], "empty": [not t.strip() for t in texts],
+            "chars": [len(t) for t in texts]}
 
-def clean_texts(ds, stats: TextStats):
-    "NFC, count replacement characters, drop (and count) empty documents."
-    ds = ds.map(_clean, batched=True, batch_size=1000)
+def clean_texts(ds, stats: TextStats, max_replaced: float | None = None, encoding: str = "utf-8"):
+    """NFC, count replacement characters, drop (and count) empty documents. More than `max_replaced` of the characters
+    replaced (bytes that did not decode) is refused: the wrong encoding, or not text at all."""
+    # recomputed every time: it is cheap, and datasets fingerprints a package's function by its name, so a cached result
+    # could come from an older version of `_clean`
+    ds = ds.map(_clean, batched=True, batch_size=1000, load_from_cache_file=False)
     stats.documents = len(ds)
     stats.replaced_chars = int(np.sum(ds["replaced"])) if len(ds) else 0
+    chars = int(np.sum(ds["chars"])) if len(ds) else 0
+    if max_replaced is not None and chars and stats.replaced_chars > max_replaced * chars:
+        raise DataError(f"dataset {stats.source} split {stats.split}: {stats.replaced_chars:,} of {chars:,} characters "
+                        f"({stats.replaced_chars / chars:.1%}) are U+FFFD replacements, bytes that are not {encoding} "
+                        "text; set text_encoding (e.g. latin-1) if it is text, or raise max_replaced_fraction to accept it")
+    ds = ds.remove_columns(["chars"])
     stats.dropped_empty = int(np.sum(ds["empty"])) if len(ds) else 0
     ds = ds.filter(lambda e: [not x for x in e], input_columns="empty", batched=True).remove_columns(["replaced", "empty"])
     if len(ds) == 0:
@@ -200,10 +216,12 @@ def _digest(batch):
 def split_texts(cfg: DistillConfig) -> tuple:
     "(train texts, eval texts, train stats, eval stats) per the config, cleaned and non-overlapping."
     train_st = TextStats(cfg.dataset, cfg.train_split)
-    train = clean_texts(load_texts(cfg.dataset, cfg.dataset_config, cfg.train_split, cfg.text_column), train_st)
+    train = clean_texts(load_texts(cfg.dataset, cfg.dataset_config, cfg.train_split, cfg.text_column, cfg.text_encoding),
+                        train_st, cfg.max_replaced_fraction, cfg.text_encoding)
     if cfg.eval_dataset:
         eval_st = TextStats(cfg.eval_dataset, cfg.eval_split)
-        held = clean_texts(load_texts(cfg.eval_dataset, cfg.eval_dataset_config, cfg.eval_split, cfg.text_column), eval_st)
+        held = clean_texts(load_texts(cfg.eval_dataset, cfg.eval_dataset_config, cfg.eval_split, cfg.text_column,
+                                      cfg.text_encoding), eval_st, cfg.max_replaced_fraction, cfg.text_encoding)
     else:
         if len(train) < 2: raise DataError(f"dataset {cfg.dataset}: {len(train)} document(s), too few to hold any out")
         parts = train.train_test_split(test_size=cfg.eval_fraction, seed=cfg.seed, shuffle=True)

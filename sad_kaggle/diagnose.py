@@ -266,6 +266,8 @@ def check_warmup(ctx):
         return [Finding("critical", "warmup", field_, f"warmup {w:,} optimizer steps is not shorter than the run "
                         f"({total:,}): the LR never leaves warmup", fix)]
     r = w / total
+    if w == 0 and 0 in (ctx.cfg.warmup_steps, ctx.cfg.warmup_ratio):     # asked for: a legitimate choice, said plainly
+        return [Finding("info", "warmup", field_, f"no warmup ({field_}=0): the LR starts at its peak")]
     if r < 0.01 or r > 0.30:
         return [Finding("critical", "warmup", field_, f"warmup {_warmup_text(ctx)}, outside 1-30 % of the run", fix)]
     if r < 0.05:
@@ -566,6 +568,9 @@ def run_diagnose(config=None, *, legacy=False, preset=None, dataset_size=None, g
     out, err = out or sys.stdout, err or sys.stderr
     try:
         if fix and not output: raise ConfigError("--fix needs --output FILE for the corrected config")
+        if output and Path(output).is_dir(): raise ConfigError(f"--output {output}: a directory; give a file name")
+        if throughput is not None and not throughput > 0:
+            raise ConfigError(f"--throughput {throughput:g}: tokens per second must be positive")
         if dataset_size is not None and dataset_size < 1: raise ConfigError(f"--dataset-size: expected >= 1, got {dataset_size}")
         cfg, leg, name = load_for_diagnose(config, legacy=legacy, preset=preset, overrides=overrides)
         ctx = make_context(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=leg)

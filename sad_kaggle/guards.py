@@ -18,7 +18,12 @@ __all__ = ['session_start', 'TimeBudget', 'in_notebook', 'redraws_in_place', 'Pr
 # %% ../nbs/06_guards.ipynb #fb944791
 def session_start() -> float:
     "When the session started: `SAD_SESSION_START` if set, else this process's start time."
-    if os.environ.get("SAD_SESSION_START"): return float(os.environ["SAD_SESSION_START"])
+    if os.environ.get("SAD_SESSION_START"):
+        try: return float(os.environ["SAD_SESSION_START"])
+        except ValueError:
+            from sad_kaggle.config import ConfigError
+            raise ConfigError(f"SAD_SESSION_START={os.environ['SAD_SESSION_START']!r}: expected the session's start in "
+                              "seconds since the epoch (e.g. the output of `date +%s`)") from None
     try:
         import psutil
         return psutil.Process().create_time()
@@ -26,16 +31,19 @@ def session_start() -> float:
         return time.time()
 
 class TimeBudget:
-    "Stop before `hours` have passed since `start`, leaving room for one checkpoint and one evaluation."
+    "Stop before `hours` have passed since `start`, leaving room for one more step, one checkpoint and one evaluation."
     def __init__(self, hours: float, start: float | None = None, floor: float = 60.0, clock=time.time):
         self.budget, self.start, self.clock = hours * 3600.0, session_start() if start is None else start, clock
         self.longest = {"checkpoint": 0.0, "eval": 0.0}
+        self.steps = []                 # the last 20 optimizer steps' durations
         self.floor = floor
     def record(self, kind: str, seconds: float):
-        "Remember how long a checkpoint or an evaluation took."
-        self.longest[kind] = max(self.longest[kind], seconds)
+        "Remember how long a checkpoint, an evaluation or an optimizer step took."
+        if kind == "step": self.steps = (self.steps + [seconds])[-20:]
+        else: self.longest[kind] = max(self.longest[kind], seconds)
     @property
-    def margin(self) -> float: return max(self.floor, 1.2 * (self.longest["checkpoint"] + self.longest["eval"]))
+    def margin(self) -> float:
+        return max(self.floor, 1.2 * (max(self.steps, default=0.0) + self.longest["checkpoint"] + self.longest["eval"]))
     def elapsed(self) -> float: return self.clock() - self.start
     def remaining(self) -> float: return self.budget - self.elapsed()
     def should_stop(self) -> bool: return self.remaining() <= self.margin

@@ -272,8 +272,20 @@ def _needs(cfg: DistillConfig) -> dict:
     if cfg.eval_dataset: out["eval_dataset"] = "dataset"
     return out
 
+_FILE_SUFFIXES = (".txt", ".gz", ".md", ".jsonl", ".json", ".parquet", ".gguf", ".safetensors", ".bin")
+
 def _is_pathlike(v: str) -> bool:
-    return v.startswith((".", "/", "~")) or os.sep in v.replace("/", "", 1) or v.count("/") > 1
+    "A value only a local path can be: a hub id is `name` or `owner/name`, with no file suffix."
+    return (v.startswith((".", "/", "~")) or os.sep in v.replace("/", "", 1) or v.count("/") > 1
+            or v.lower().endswith(_FILE_SUFFIXES))
+
+def _lacks(path: Path, kind: str) -> str | None:
+    "What a local model path is missing for `kind` (model, config, tokenizer), or None."
+    if kind == "dataset" or path.is_file(): return None
+    names = [p.name for p in path.iterdir()]
+    if holds_model(names, kind): return None
+    return {"model": "config.json and weights", "config": "config.json",
+            "tokenizer": "tokenizer files (tokenizer.json, tokenizer.model, or vocab.json + merges.txt)"}[kind]
 
 ATTACH_HINT = {"model": "a Kaggle Model (Add Input → Models) or a dataset holding its config.json and weights",
                "config": "a Kaggle Model or dataset holding its config.json",
@@ -288,9 +300,12 @@ def resolve_sources(cfg: DistillConfig, roots=None, inputs: Inputs | None = None
     for f, kind in _needs(cfg).items():
         value = getattr(cfg, f)
         if embedded_path(value) is not None: lines.append(f"{f}: {value} (embedded in sad_kaggle)"); continue
-        if Path(value).expanduser().exists(): lines.append(f"{f}: {value} (local path)"); continue
+        if Path(value).expanduser().exists():
+            if lack := _lacks(Path(value).expanduser(), kind):
+                missing.append(f"{f} {value}: a directory without {lack}, so not a {kind} directory"); continue
+            lines.append(f"{f}: {value} (local path)"); continue
         if _is_pathlike(value):
-            missing.append(f"{f} {value}: no such file or directory"); continue
+            missing.append(f"{f} {value}: no such local file or directory ({Path(value).expanduser().absolute()})"); continue
         config = getattr(cfg, f + "_config", None) if kind == "dataset" else None
         found = inputs.datasets(value, config) if kind == "dataset" else inputs.models(value, kind)
         if kind in ("model", "config") and f.endswith("_model") and found and not getattr(cfg, f.replace("_model", "_tokenizer")):

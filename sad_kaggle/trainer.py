@@ -22,7 +22,7 @@ from .align import special_frame, token_bytes, vocab_map
 from .config import (ConfigError, DistillConfig, atomic_write_text, config_changes, curriculum_weights, format_changes,
                                lr_curve, make_scheduler, resolve_gpu_profile, resolve_precision, resolve_teacher_dtype)
 from .data import DualCollator, build_data
-from .guards import MemoryGuard, Progress, TimeBudget, is_oom
+from .guards import MemoryGuard, Progress, TimeBudget, is_oom, session_start
 from .inputs import CKPT_DIR, Inputs, checkpoints, default_roots, resolve_sources
 from .losses import Objectives, combine, nonfinite
 from .student import model_card, publish_student, save_dtype_name, save_student
@@ -30,11 +30,13 @@ from .teacher import (gather_positions, live_signal, load_pair, model_dims, sign
                                 teacher_nats_bytes, teacher_precision_check)
 
 # %% auto #0
-__all__ = ['STOPPED_FILE', 'TEACHER_HINT', 'EXIT_OK', 'EXIT_STOPPED', 'FEATURE_TYPE', 'fmt_lr', 'TrainState', 'epoch_order',
-           'micro_batches', 'read_state', 'find_resume', 'resume_point', 'save_checkpoint', 'evaluate',
-           'held_out_batches', 'teacher_signal', 'make_accelerator', 'adapt_to_processes', 'StopRun', 'TrainResult',
-           'train', 'setup_run', 'choose_teacher_precision', 'format_summary', 'ce_only', 'run_train', 'evaluate_saved',
-           'run_eval']
+__all__ = ['CKPT_FILES', 'RESUME_CAN_CHANGE', 'STOPPED_FILE', 'TEACHER_HINT', 'EXIT_OK', 'EXIT_STOPPED', 'FEATURE_TYPE', 'fmt_lr',
+           'TrainState', 'epoch_order', 'micro_batches', 'CheckpointError', 'UnsafeCheckpoint', 'read_state', 'run_of',
+           'check_checkpoint', 'find_resume', 'resume_point', 'rng_state', 'set_rng_state', 'schedule_at',
+           'save_checkpoint', 'load_checkpoint', 'resume_changes', 'held_run', 'start_or_resume', 'move_aside',
+           'evaluate', 'held_out_batches', 'teacher_signal', 'make_accelerator', 'adapt_to_processes', 'StopRun',
+           'TrainResult', 'train', 'setup_run', 'choose_teacher_precision', 'format_summary', 'ce_only', 'run_train',
+           'evaluate_saved', 'run_eval']
 
 # %% ../nbs/06_trainer.ipynb #fef7f63a
 def fmt_lr(lr: float) -> str:
@@ -59,6 +61,7 @@ class TrainState:
     evals: list = field(default_factory=list)
     finished: bool = False
     num_processes: int = 1          # processes that wrote this state (`position` counts per process)
+    run_id: str = ""                # the run this state belongs to (every checkpoint and metrics record carries it)
 
 # %% ../nbs/06_trainer.ipynb #8ee09381
 def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[int]:
@@ -74,74 +77,248 @@ def micro_batches(dataset, order: list[int], start: int, size: int, collate):
         yield i + len(idx), batch
 
 # %% ../nbs/06_trainer.ipynb #98731638
+class CheckpointError(ConfigError):
+    "A checkpoint that cannot be used: a file missing or unreadable, or one whose loading could run code (one line)."
+
+class UnsafeCheckpoint(CheckpointError):
+    "A checkpoint file that only an unrestricted unpickle reads: refused, never skipped for an older one."
+
+CKPT_FILES = ("student.safetensors", "objectives.safetensors", "optimizer.pt")   # + ema.safetensors, scaler.json, rng-R.json
+
 def read_state(ckpt: Path) -> TrainState:
     return TrainState(**json.loads((Path(ckpt) / "trainer_state.json").read_text()))
 
-def find_resume(dirs, log=print) -> Path | None:
-    "The newest checkpoint under any of `dirs` whose files are all readable; bad ones are reported and skipped."
-    found = sorted((c for d in dirs if d for c in checkpoints(Path(d))), key=lambda p: int(p.name.split("-")[1]))
+def run_of(ckpt) -> str:
+    "The id of the run a checkpoint belongs to ('' when unreadable or written before runs had ids)."
+    try: return json.loads((Path(ckpt) / "trainer_state.json").read_text()).get("run_id", "")
+    except (OSError, ValueError, AttributeError): return ""
+
+def _load_pickle(f: Path, trust: bool = False):
+    "`torch.load` restricted to tensors and plain containers, so loading runs no code unless the user trusts the file."
+    import pickle, warnings
+    try:
+        with warnings.catch_warnings():         # torch warns about the pickle protocol of files it then refuses anyway
+            warnings.simplefilter("ignore"); return torch.load(f, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower(): raise
+        raise UnsafeCheckpoint(f"checkpoint {f.parent}: {f.name} holds objects whose unpickling could run code; not loaded "
+                               "(if you wrote this checkpoint yourself: --trust-checkpoint)") from None
+
+def check_checkpoint(ckpt, trust: bool = False) -> TrainState:
+    "Read every file of checkpoint `ckpt` as a resume would, running no code; its state, or a one-line error naming the file."
+    from safetensors import safe_open
+    ckpt = Path(ckpt)
+    if not ckpt.is_dir(): raise CheckpointError(f"checkpoint {ckpt}: no such directory")
+    for name in ("trainer_state.json", "config.json") + CKPT_FILES:
+        if not (ckpt / name).is_file():
+            older = " (written by an older sad_kaggle in accelerate's pickled format, which is not loaded)" \
+                if (ckpt / "model.safetensors").is_file() else ""
+            raise CheckpointError(f"checkpoint {ckpt}: unreadable: {name} missing{older}")
+    for f in sorted(ckpt.iterdir()):
+        try:
+            if f.suffix == ".safetensors":
+                with safe_open(str(f), "pt") as s:
+                    for k in s.keys(): s.get_tensor(k)
+            elif f.name == "config.json": DistillConfig.from_json(f)
+            elif f.suffix == ".json": json.loads(f.read_text())
+            elif f.name == "optimizer.pt": _load_pickle(f, trust)
+        except UnsafeCheckpoint: raise
+        except Exception as e:
+            raise CheckpointError(f"checkpoint {ckpt}: unreadable: {f.name} ({type(e).__name__}: "
+                                  f"{(str(e).splitlines() or [''])[0][:120]})") from None
+    try: return read_state(ckpt)
+    except TypeError as e: raise CheckpointError(f"checkpoint {ckpt}: unreadable: trainer_state.json ({e})") from None
+
+def find_resume(found, log=print, trust: bool = False) -> Path | None:
+    """The newest checkpoint of `found` whose files all read (`check_checkpoint`); a bad one is reported and the previous
+    one tried. None when `found` is empty; an error when none reads, or one would need an unsafe unpickle."""
+    found = sorted(found, key=lambda p: int(p.name.split("-")[1]))
     for c in reversed(found):
         try:
-            read_state(c)
-            for f in c.rglob("*"):
-                if f.suffix in (".safetensors", ".bin", ".pt", ".pth") or f.name.endswith(".pkl"):
-                    _check_readable(f)
-            return c
-        except Exception as e:
-            log(f"checkpoint {c}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]}); trying the previous one")
+            check_checkpoint(c, trust); return c
+        except UnsafeCheckpoint: raise
+        except CheckpointError as e:
+            log(f"{e}; trying the previous one")
+    if found:
+        raise CheckpointError(f"resume: none of the {len(found)} checkpoint(s) under {found[0].parent} can be read (see "
+                              "above); nothing was changed. Repair them, or start a new run: another --output-dir, or "
+                              "--overwrite to move this one aside")
     return None
 
-def resume_point(out_dir: Path, runs, cfg: DistillConfig, log=print) -> Path | None:
-    """The checkpoint `resume="auto"` continues from: the newest readable one in `out_dir` or in a previous run found under
-    the input roots (`runs`, from `Inputs.runs`). Says so loudly when previous runs exist but none has a usable
-    checkpoint; when one is found, says its step, its run and how its config differs from this run's."""
+def resume_point(out_dir: Path, runs, log=print, trust: bool = False) -> Path | None:
+    """The checkpoint `resume="auto"` continues: the newest readable one of the run in `out_dir`; when `out_dir` has no
+    checkpoint, the newest readable one of a previous run found under the input roots (`runs`, from `Inputs.runs`), which
+    this run then continues. Says so loudly when previous runs exist but none has a checkpoint."""
     out_dir = Path(out_dir)
-    dirs = [out_dir] + [r.path for r in runs if r.path.resolve() != out_dir.resolve()]
-    ckpt = find_resume(dirs, log=log)
+    own = checkpoints(out_dir)
+    others = [r.path for r in runs if r.path.resolve() != out_dir.resolve()]
+    found = own or [c for d in others for c in checkpoints(d)]
+    ckpt = find_resume(found, log=log, trust=trust)
     if ckpt is None:
-        previous = dirs[1:] + ([out_dir] if (out_dir / "metrics.jsonl").is_file() or (out_dir / CKPT_DIR).is_dir() else [])
+        previous = others + ([out_dir] if (out_dir / "metrics.jsonl").is_file() or (out_dir / CKPT_DIR).is_dir() else [])
         if previous:
             log("WARNING: resume auto found previous run(s) but no usable checkpoint in any of them, so this run starts "
                 f"again at optimizer step 0. Looked in: {'; '.join(str(d / CKPT_DIR) for d in previous)}")
         else:
             log("resume auto: no previous run in the output directory or the inputs; starting from scratch")
-        return None
-    try:
-        before = DistillConfig.from_json(ckpt / "config.json")
-        diff = format_changes(config_changes(before, cfg, ignore=("output_dir",)))
-    except ConfigError as e:
-        diff = f"unknown (its config.json: {e})"
-    log(f"resuming from {ckpt}: optimizer step {read_state(ckpt).step} of the run in {ckpt.parent.parent}; "
-        f"config changes since that checkpoint: {diff}")
     return ckpt
 
-def _check_readable(f: Path):
-    if f.suffix == ".safetensors":
-        from safetensors import safe_open
-        with safe_open(str(f), "pt") as s:
-            for k in s.keys(): s.get_tensor(k)
-    else:
-        torch.load(f, map_location="cpu", weights_only=False)
+# %% ../nbs/06_trainer.ipynb #5828899a
+def _fsync(path: Path):
+    "Flush a file, or a directory's entries, to the disk: a rename is durable only once both are."
+    fd = os.open(path, os.O_RDONLY)
+    try: os.fsync(fd)
+    finally: os.close(fd)
 
-def save_checkpoint(accelerator, root: Path, state: TrainState, cfg: DistillConfig, keep: int) -> Path:
-    "Write checkpoint `step-N` atomically (temporary name, then rename); prune to the last `keep` and the best."
+def rng_state() -> dict:
+    "Every random stream of this process (Python, NumPy, torch, CUDA) as JSON-ready lists."
+    import random
+    py, npy = random.getstate(), np.random.get_state()
+    return {"python": [py[0], list(py[1]), py[2]], "numpy": [npy[0], npy[1].tolist(), *map(float, npy[2:])],
+            "torch": torch.get_rng_state().tolist(),
+            "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
+
+def set_rng_state(d: dict):
+    import random
+    random.setstate((d["python"][0], tuple(d["python"][1]), d["python"][2]))
+    np.random.set_state((d["numpy"][0], np.asarray(d["numpy"][1], dtype=np.uint32), int(d["numpy"][2]),
+                         int(d["numpy"][3]), d["numpy"][4]))
+    torch.set_rng_state(torch.tensor(d["torch"], dtype=torch.uint8))
+    if d["cuda"] and torch.cuda.is_available() and len(d["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in d["cuda"]])
+
+def schedule_at(scheduler, step: int):
+    "Put `get_scheduler`'s LambdaLR at `step` with its current base LRs (the schedule is a function of the step: not saved)."
+    scheduler.last_epoch = step
+    lrs = [base * lam(step) for base, lam in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for g, lr in zip(scheduler.optimizer.param_groups, lrs): g["lr"] = lr
+    scheduler._last_lr = lrs
+
+def save_checkpoint(accelerator, root: Path, state: TrainState, cfg: DistillConfig, keep: int, student, objectives,
+                    optimizer, ema=None) -> Path:
+    """Write checkpoint `step-N` under a temporary name, flush it to the disk, rename it; prune this run's checkpoints to
+    the last `keep` and the best (another run's are never touched)."""
+    from safetensors.torch import save_model
     d = Path(root) / CKPT_DIR
-    final = d / f"step-{state.step:07d}"
-    tmp = d / f".tmp-step-{state.step:07d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+    final, tmp = d / f"step-{state.step:07d}", d / f".tmp-step-{state.step:07d}"
+    main = accelerator.is_main_process
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    if accelerator.is_main_process:
+    (tmp / f"rng-{accelerator.process_index}.json").write_text(json.dumps(rng_state()))     # each process: its own streams
+    if main:
+        save_model(accelerator.unwrap_model(student), str(tmp / "student.safetensors"))
+        save_model(accelerator.unwrap_model(objectives), str(tmp / "objectives.safetensors"))
+        if ema is not None: save_model(ema, str(tmp / "ema.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")              # tensors and numbers: loads weights_only
+        if accelerator.scaler is not None: (tmp / "scaler.json").write_text(json.dumps(accelerator.scaler.state_dict()))
         (tmp / "config.json").write_text(cfg.to_json())
-        (tmp / "trainer_state.json").write_text(json.dumps(asdict(state)))
+    accelerator.wait_for_everyone()
+    if main:
+        (tmp / "trainer_state.json").write_text(json.dumps(asdict(state)))   # last: a directory without it is no checkpoint
+        for f in tmp.iterdir(): _fsync(f)
+        _fsync(tmp)
         if final.exists(): shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in checkpoints(root)[:-keep]:
+        os.replace(tmp, final); _fsync(d)
+        ours = [c for c in checkpoints(root) if run_of(c) == state.run_id]
+        for old in ours[:-keep]:
             if state.best_step is None or old.name != f"step-{state.best_step:07d}":
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+def load_checkpoint(ckpt: Path, accelerator, student, objectives, optimizer, ema=None, trust: bool = False) -> TrainState:
+    """Load `ckpt` (checked by `check_checkpoint`) into the run's modules and optimizer. The optimizer keeps its moments
+    and step counts but this config's hyperparameters (the LR comes from the schedule, `schedule_at`)."""
+    from safetensors.torch import load_model
+    ckpt = Path(ckpt)
+    for name, module in (("student", accelerator.unwrap_model(student)), ("objectives", accelerator.unwrap_model(objectives)),
+                         ("ema", ema)):
+        f = ckpt / f"{name}.safetensors"
+        if module is None or (name == "ema" and not f.is_file()): continue   # no EMA saved: it starts from the weights
+        try: load_model(module, str(f))      # to the CPU, then copied onto the parameters
+        except RuntimeError as e:
+            raise CheckpointError(f"checkpoint {ckpt}: {f.name} does not fit this run's {name} "
+                                  f"({str(e).splitlines()[0][:120]})") from None
+    mine = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(_load_pickle(ckpt / "optimizer.pt", trust))
+    for g, h in zip(optimizer.param_groups, mine): g.update(h)
+    if accelerator.scaler is not None and (ckpt / "scaler.json").is_file():
+        accelerator.scaler.load_state_dict(json.loads((ckpt / "scaler.json").read_text()))
+    rng = ckpt / f"rng-{accelerator.process_index}.json"
+    if rng.is_file(): set_rng_state(json.loads(rng.read_text()))
+    return read_state(ckpt)
+
+# %% ../nbs/06_trainer.ipynb #e18fac97
+RESUME_CAN_CHANGE = ("learning_rate", "projector_lr", "router_lr", "weight_decay", "adam_epsilon", "max_grad_norm",
+                     "batch_size", "gradient_accumulation_steps", "num_processes", "gradient_checkpointing", "eval_steps",
+                     "save_steps", "logging_steps", "save_total_limit", "early_stopping_patience", "early_stopping_min_delta",
+                     "mixed_precision", "gpu_profile", "teacher_dtype", "memory_threshold", "time_budget_hours",
+                     "output_dir", "logging_dir", "progress_seconds", "save_dtype", "push_to_hub", "kaggle_model")
+
+def resume_changes(before: DistillConfig, cfg: DistillConfig, where) -> dict:
+    "The config changes since checkpoint `where` that a resumed run applies; a one-line refusal naming any it cannot."
+    changes = config_changes(before, cfg)
+    fixed = {k: v for k, v in changes.items() if k not in RESUME_CAN_CHANGE}
+    if fixed:
+        raise ConfigError(f"resume from {where}: {format_changes(fixed)} cannot change in the middle of a run (models, "
+                          "data, objectives and schedule stay as the run started); set them back, or start a new run "
+                          "(another --output-dir, or --overwrite)")
+    old, new = before.batch_size * before.gradient_accumulation_steps, cfg.batch_size * cfg.gradient_accumulation_steps
+    if old != new:
+        raise ConfigError(f"resume from {where}: batch_size × gradient_accumulation_steps {before.batch_size} × "
+                          f"{before.gradient_accumulation_steps} → {cfg.batch_size} × {cfg.gradient_accumulation_steps}: "
+                          "the effective batch cannot change in the middle of a run (the schedule counts its optimizer "
+                          f"steps); keep the product {old}")
+    return changes
+
+def held_run(out_dir) -> tuple[str, str] | None:
+    "The run `out_dir` holds, as (its id, a description); None when it holds none (no checkpoint and no saved student)."
+    out_dir = Path(out_dir)
+    if ckpts := checkpoints(out_dir):
+        rid = run_of(ckpts[-1])
+        steps = ", ".join(str(int(c.name[5:])) for c in ckpts)
+        return rid, f"the checkpoints of run {rid or '(no id)'} (optimizer steps {steps})"
+    if (out_dir / "student").is_dir() or (out_dir / "summary.json").is_file(): return "", "a finished run's student"
+    return None
+
+def start_or_resume(cfg: DistillConfig, resume: str | None, runs=(), *, overwrite: bool = False, trust: bool = False,
+                    log=print) -> tuple[Path | None, dict]:
+    """Which run this is, decided before anything loads or is written: (the checkpoint it continues, or None for a new
+    run; the config changes the resume applies). A new run refuses an output directory holding another run, unless
+    `overwrite` (the old run is then moved aside, never deleted); a resume reads every file of its checkpoint first."""
+    out_dir = Path(cfg.output_dir)
+    if resume and overwrite: raise ConfigError("--overwrite starts a new run and --resume continues one: pass only one")
+    held = held_run(out_dir)
+    if not resume:
+        if held and not overwrite:
+            raise ConfigError(f"output_dir {out_dir}: holds {held[1]}; continue it with --resume auto, choose another "
+                              "--output-dir, or pass --overwrite to move it aside (nothing is deleted)")
+        return None, {}
+    if resume == "auto":
+        ckpt = resume_point(out_dir, runs, log=log, trust=trust)
+    else:
+        ckpt = Path(resume)
+        if not (ckpt / "trainer_state.json").is_file() and checkpoints(ckpt):
+            raise ConfigError(f"--resume {resume}: a run directory, not a checkpoint; pass one of its checkpoints "
+                              f"({checkpoints(ckpt)[-1]}) or --resume auto with --output-dir {resume}")
+    if ckpt is None:
+        if held: raise ConfigError(f"output_dir {out_dir}: holds {held[1]} and no checkpoint to continue; choose another "
+                                   "--output-dir, or start a new run there with --overwrite (it is moved aside)")
+        return None, {}
+    state = check_checkpoint(ckpt, trust)
+    if held and ckpt.parent.parent.resolve() != out_dir.resolve() and held[0] != state.run_id:
+        raise ConfigError(f"output_dir {out_dir}: holds {held[1]}, not the run of {ckpt}; resume into another --output-dir")
+    changes = resume_changes(DistillConfig.from_json(ckpt / "config.json"), cfg, ckpt)
+    log(f"resuming from {ckpt}: optimizer step {state.step} of the run in {ckpt.parent.parent}; config changes since "
+        f"that checkpoint: {format_changes(changes)}")
+    return ckpt, changes
+
+def move_aside(out_dir: Path) -> Path:
+    "Rename `out_dir` to `<name>.replaced-<time>` beside it (what --overwrite does with the run it replaces)."
+    aside = out_dir.with_name(f"{out_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(out_dir, aside)
+    return aside
 
 # %% ../nbs/06_trainer.ipynb #610779c2
 @torch.no_grad()
@@ -385,10 +562,10 @@ def _log_line(step, total, lr, raw, weighted, tok_s, skipped) -> str:
     return f"step {step}/{total} | lr {fmt_lr(lr)} | loss {sum(float(w) for w in weighted.values()):.4f} | {comps} | {tok_s:,.0f} tok/s | skipped {skipped}"
 
 def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callback=None, faults: dict | None = None,
-          log=print, budget: TimeBudget | None = None) -> TrainResult:
+          log=print, budget: TimeBudget | None = None, overwrite: bool = False, trust_checkpoint: bool = False) -> TrainResult:
     "Distil `cfg.teacher_model` into `cfg.student_model`; see the steps above."
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    import uuid
+    from accelerate.utils import broadcast_object_list, set_seed
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     import transformers
@@ -406,8 +583,13 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
         cfg, note = cacheable_config(cfg)
         if note: say(note)
 
-    # -- models, data, plan (every model and dataset resolved first: a local path, an attached input, the cache, the hub)
+    # -- which run: a new one, or the checkpoint it continues (read in full), decided before anything loads or is written
     inputs = Inputs(input_dirs)
+    ckpt, changes = start_or_resume(cfg, resume, inputs.runs(), overwrite=overwrite, trust=trust_checkpoint, log=say)
+    held = held_run(out_dir) if overwrite else None
+    budget = budget or TimeBudget(cfg.time_budget_hours, floor=min(60.0, 360.0 * cfg.time_budget_hours))
+
+    # -- models, data, plan (every model and dataset resolved first: a local path, an attached input, the cache, the hub)
     pair, data, obj, collate, t_first = setup_run(cfg, accelerator, inputs, log=say, faults=faults)
     say(data.report())
     tokenized = [int(x) for x in _per_process(accelerator, data.tokenized_batches)]
@@ -416,10 +598,6 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
             "datasets cache)")
     plan = cfg.plan(len(data.train), accelerator.num_processes)
     say(plan.explain(cfg))
-    if main:                      # nothing is written before the models and the data have loaded
-        out_dir.mkdir(parents=True, exist_ok=True); atomic_write_text(out_dir / "config.json", cfg.to_json())
-        (out_dir / STOPPED_FILE).unlink(missing_ok=True)          # this session's stop, if any, writes it again
-
     # -- optimizer (student, projections, router at router_lr), schedule over optimizer steps, EMA
     groups = obj.parameter_groups()
     optimizer = torch.optim.AdamW([
@@ -429,42 +607,52 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
         lr=cfg.learning_rate, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
     scheduler = make_scheduler(optimizer, cfg, plan)
     student, objectives, optimizer = accelerator.prepare(pair.student, obj, optimizer)
-    accelerator.register_for_checkpointing(scheduler)    # stepped by us, once per optimizer step
     ema = None
     if cfg.ema_decay:
         ema = AveragedModel(accelerator.unwrap_model(student), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
-        accelerator.register_for_checkpointing(ema)
     teacher = pair.teacher
     guard = MemoryGuard(cfg.memory_threshold, accelerator.device)
-    budget = budget or TimeBudget(cfg.time_budget_hours, floor=min(60.0, 360.0 * cfg.time_budget_hours))
     eval_batches = held_out_batches(data.eval, collate, cfg.batch_size, accelerator.process_index, accelerator.num_processes)
 
-    # -- resume
+    # -- resume: weights, optimizer moments, scaler, random streams; the schedule is put at the step, with this config's LRs
     state = TrainState(batch_size=cfg.batch_size, accumulation=cfg.gradient_accumulation_steps,
                        num_processes=accelerator.num_processes)
-    runs, ckpt = inputs.runs(), None
-    if resume == "auto":
-        ckpt = resume_point(out_dir, runs, cfg, log=say)
-    elif resume:
-        ckpt = Path(resume)
-    elif any(r.checkpoints for r in runs):
-        say(f"note: previous run(s) with checkpoints attached ({'; '.join(str(r) for r in runs if r.checkpoints)}) "
-            "are not resumed: resume was not asked (--resume auto)")
     if ckpt is not None:
-        accelerator.load_state(str(ckpt))
-        state = read_state(ckpt)
-        say(f"resumed from {ckpt} at optimizer step {state.step}")
+        state = load_checkpoint(ckpt, accelerator, student, objectives, optimizer, ema, trust=trust_checkpoint)
+        schedule_at(scheduler, state.step)
+        if "batch_size" in changes or "gradient_accumulation_steps" in changes:     # the same effective batch, split anew
+            per = state.batch_size * state.accumulation
+            state.batch_size = cfg.batch_size
+            state.accumulation = per // cfg.batch_size if per % cfg.batch_size == 0 else cfg.gradient_accumulation_steps
+        say(f"resumed from {ckpt} at optimizer step {state.step}" + (f"; applied: {format_changes(changes)}" if changes else ""))
         for line in adapt_to_processes(state, accelerator.num_processes): say(line)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    elif resume is None and any(r.checkpoints for r in inputs.runs()):
+        say(f"note: previous run(s) with checkpoints attached ({'; '.join(str(r) for r in inputs.runs() if r.checkpoints)}) "
+            "are not resumed: resume was not asked (--resume auto)")
+    rid = state.run_id or uuid.uuid4().hex[:12]       # a resumed run keeps its id (one written before ids gets one)
+    if accelerator.num_processes > 1: rid = broadcast_object_list([rid])[0]
+    state.run_id = rid
+
+    # -- the first writes, once everything has loaded: the run's directory, its config and id, its metrics so far
     metrics_path = out_dir / "metrics.jsonl"
-    if main:   # a fresh run starts an empty file; a resumed one drops the records after its checkpoint
-        # (resuming from another run's checkpoint, e.g. a previous Kaggle session under /kaggle/input, continues its file)
-        source = metrics_path if metrics_path.is_file() or ckpt is None else ckpt.parent.parent / "metrics.jsonl"
+    if main:
+        if held:                       # --overwrite: the run that was there is moved aside, never deleted
+            say(f"--overwrite: {held[1]} moved to {move_aside(out_dir)}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (out_dir / CKPT_DIR).glob(".tmp-step-*"): shutil.rmtree(stale, ignore_errors=True)   # left by a kill
+        atomic_write_text(out_dir / "config.json", cfg.to_json())
+        atomic_write_text(out_dir / "run.json", json.dumps({"run_id": rid, "output_dir": str(out_dir)}, indent=1))
+        (out_dir / STOPPED_FILE).unlink(missing_ok=True)          # this session's stop, if any, writes it again
+        # a new run starts an empty file; a resumed one keeps its run's records up to the checkpoint, from the checkpoint's
+        # own run directory (this one, or e.g. a previous Kaggle session's under /kaggle/input)
+        source = ckpt.parent.parent / "metrics.jsonl" if ckpt is not None else metrics_path
         kept = [l for l in (source.read_text().splitlines() if ckpt is not None and source.is_file() else [])
-                if _step_of(l) <= state.step]            # a line cut by a kill -9 is dropped too
-        metrics_path.write_text("".join(l + "\n" for l in kept))
+                if _step_of(l) <= state.step and _run_in(l) in (rid, None)]     # a line cut by a kill -9 is dropped too
+        atomic_write_text(metrics_path, "".join(l + "\n" for l in kept))
+    accelerator.wait_for_everyone()
 
     def write_metrics(rec):
+        rec = {**rec, "run": rid}
         if main:
             with open(metrics_path, "a") as f: f.write(json.dumps(rec) + "\n")
         if callback and main: callback(rec)       # side effects (plots, files) belong to one process
@@ -477,7 +665,7 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
                    "memory_threshold": cfg.memory_threshold, "precision": precision, "profile": profile,
                    "teacher_dtype": str(next(teacher.parameters()).dtype).replace("torch.", "") if _is_live(teacher) else "cached",
                    "num_processes": accelerator.num_processes, "tokenized_batches_per_process": tokenized,
-                   "output_dir": str(out_dir)})
+                   "output_dir": str(out_dir), "resume_changes": {k: list(v) for k, v in changes.items()}})
 
     stop = {"why": None, "signal": None}       # `signal`: this process's; `why`: what every process agreed on
     def on_signal(signum, frame): stop["signal"] = signal.Signals(signum).name
@@ -511,9 +699,12 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
             state.bad_evals += 1
         return m
 
+    saved = {"step": None}
     def do_save():
+        if saved["step"] == state.step: return            # a stop right after a scheduled save: saved once
         t0 = time.perf_counter()
-        save_checkpoint(accelerator, out_dir, state, cfg, cfg.save_total_limit)
+        save_checkpoint(accelerator, out_dir, state, cfg, cfg.save_total_limit, student, objectives, optimizer, ema)
+        saved["step"] = state.step
         budget.record("checkpoint", time.perf_counter() - t0)
 
     # -- the loop
@@ -531,8 +722,10 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
                 for end, mb in micro_batches(data.train, order, state.position, state.batch_size, collate):
                     group.append(mb)
                     if len(group) == state.accumulation: break
+                t_step = time.perf_counter()
                 record = _optimizer_step(group, state, cfg, plan, accelerator, student, objectives, obj, teacher,
                                          optimizer, ema, faults, say)
+                budget.record("step", time.perf_counter() - t_step)      # the budget's margin holds one more step
             except Exception as e:
                 if not is_oom(e): raise
                 optimizer.zero_grad(set_to_none=True)
@@ -595,8 +788,8 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
         if accelerator.num_processes == 1:   # with more, the others may be waiting in a collective: saving would hang
             try:
                 do_save(); say(f"error at optimizer step {state.step}: checkpoint saved under {out_dir / CKPT_DIR}")
-            except Exception:
-                pass
+            except Exception as e2:        # the original error is the one raised; this one is said
+                say(f"error at optimizer step {state.step}; the emergency checkpoint failed too ({type(e2).__name__}: {e2})")
         else:
             log(f"error on process {accelerator.process_index} at optimizer step {state.step}; the last checkpoint "
                 f"under {out_dir / CKPT_DIR} is where --resume auto continues")
@@ -682,6 +875,10 @@ def _step_of(line: str) -> float:
     try: return json.loads(line).get("step", math.inf)
     except ValueError: return math.inf
 
+def _run_in(line: str) -> str | None:
+    try: return json.loads(line).get("run")
+    except ValueError: return None
+
 def _tokens_per_second(model, ids, reps: int = 3) -> float:
     with torch.no_grad():
         model(ids); t0 = time.perf_counter()
@@ -725,9 +922,12 @@ def format_summary(s: dict) -> str:
 EXIT_OK, EXIT_STOPPED = 0, 3
 
 def _check_writable(d: Path):
+    "Whether `d` (or, while it does not exist, its nearest existing parent) takes a file; nothing is left behind."
+    here = Path(d).absolute()
+    while not here.exists() and here != here.parent: here = here.parent
+    if not here.is_dir(): raise ConfigError(f"output_dir {d}: {here} is a file, not a directory")
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        probe = d / f".sad-write-test-{os.getpid()}"      # one per process: torchrun starts several at once
+        probe = here / f".sad-write-test-{os.getpid()}"      # one per process: torchrun starts several at once
         probe.write_text("ok"); probe.unlink()
     except OSError as e:
         raise ConfigError(f"output_dir {d}: cannot write there ({e.strerror or type(e).__name__})") from None
@@ -738,14 +938,20 @@ def ce_only(cfg: DistillConfig) -> DistillConfig:
                        alpha_contrastive=0.0, alpha_router=0.0, output_dir=str(Path(cfg.output_dir) / "baseline-ce-only"))
 
 def run_train(config=None, *, preset=None, output_dir=None, resume=None, max_steps=None, overrides=None,
-              baseline=False, input_dirs=(), log=print, err=None, callback=None) -> int:
+              baseline=False, input_dirs=(), log=print, err=None, callback=None, overwrite=False,
+              trust_checkpoint=False) -> int:
     "Load, check and train; print the summary; return the exit code."
     from sad_kaggle.diagnose import EXIT_BAD_INPUT, count_critical, diagnose, load_for_diagnose
     err = err or sys.stderr
     try:
+        session_start()                  # a malformed SAD_SESSION_START is a one-line error now, not after loading
         cfg, _, _ = load_for_diagnose(config, preset=preset, overrides=overrides)
-        if output_dir: cfg = cfg.replace(output_dir=str(output_dir))
-        if max_steps: cfg = cfg.replace(max_steps=int(max_steps))
+        if output_dir is not None:
+            if not str(output_dir).strip(): raise ConfigError("--output-dir: empty; give a directory")
+            cfg = cfg.replace(output_dir=str(output_dir))
+        if max_steps is not None:
+            if int(max_steps) < 1: raise ConfigError(f"--max-steps {max_steps}: must be at least 1")
+            cfg = cfg.replace(max_steps=int(max_steps))
         for d in input_dirs:
             if not Path(d).is_dir(): raise ConfigError(f"--input-dir {d}: no such directory")
         roots = default_roots(input_dirs)
@@ -757,12 +963,13 @@ def run_train(config=None, *, preset=None, output_dir=None, resume=None, max_ste
             raise ConfigError(f"{f.field}: {f.message} ({len(critical)} critical finding(s); see sad-diagnose)")
         _check_writable(Path(cfg.output_dir))
         faults = json.loads(os.environ.get("SAD_TEST_FAULTS", "{}"))     # reliability tests only
-        res = train(cfg, resume=resume, input_dirs=input_dirs, faults=faults, log=log, callback=callback)
+        res = train(cfg, resume=resume, input_dirs=input_dirs, faults=faults, log=log, callback=callback,
+                    overwrite=overwrite, trust_checkpoint=trust_checkpoint)
         if res.stopped:       # torchrun reads any non-zero exit as a failed worker: there, stopped.json tells
             return EXIT_OK if os.environ.get("TORCHELASTIC_RUN_ID") else EXIT_STOPPED
         if baseline:
             log("\nbaseline: the same run with cross-entropy only")
-            base = train(ce_only(cfg), faults=faults, log=lambda *a, **k: None)
+            base = train(ce_only(cfg), faults=faults, log=lambda *a, **k: None, resume="auto")   # (its own run, continued)
             d, b = res.final_metrics["eval_bits_per_byte"], base.final_metrics["eval_bits_per_byte"]
             rows = {"teacher": res.final_metrics["eval_teacher_bits_per_byte"], "distilled student": d,
                     "CE-only student": b}
@@ -783,22 +990,23 @@ FEATURE_TYPE = ("feature", "layerwise", "contrastive", "router")
 def evaluate_saved(cfg: DistillConfig, checkpoint: Path | None = None, input_dirs=()) -> dict:
     "Held-out metrics of the config's student, or of the student and objectives in `checkpoint` (models and data resolved under `input_dirs`, as in `train`)."
     from accelerate import Accelerator
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
     accelerator = Accelerator(mixed_precision=resolve_precision(cfg.mixed_precision, resolve_gpu_profile(cfg)),
                               cpu=not torch.cuda.is_available())
+    import transformers
+    transformers.utils.logging.disable_progress_bar()
+    if checkpoint is not None: check_checkpoint(checkpoint)      # every file read, no code run, before any model loads
     if checkpoint is None: cfg = cfg.replace(**{f"alpha_{c}": 0.0 for c in FEATURE_TYPE})
     if cfg.teacher_cache:
         from sad_kaggle.cache import cacheable_config
         cfg = cacheable_config(cfg)[0]
     pair, data, obj, collate, t_first = setup_run(cfg, accelerator, Inputs(input_dirs))
     if checkpoint is not None:
-        for module, name in ((pair.student, "model.safetensors"), (obj, "model_1.safetensors")):
-            f = Path(checkpoint) / name
-            if not f.is_file(): raise ConfigError(f"checkpoint {checkpoint}: {name} missing")
-            missing, unexpected = module.load_state_dict(load_file(str(f)), strict=False)
-            if unexpected or [k for k in missing if "lm_head" not in k]:
-                raise ConfigError(f"checkpoint {checkpoint}: {name} does not match the config's models")
-        if hasattr(pair.student, "tie_weights"): pair.student.tie_weights()
+        for module, name in ((pair.student, "student.safetensors"), (obj, "objectives.safetensors")):
+            try: load_model(module, str(Path(checkpoint) / name))
+            except RuntimeError as e:
+                raise ConfigError(f"checkpoint {checkpoint}: {name} does not match the config's models "
+                                  f"({str(e).splitlines()[0][:120]})") from None
     batches = held_out_batches(data.eval, collate, cfg.batch_size)
     return evaluate(pair.student, pair.teacher, obj, batches, cfg, accelerator, 1.0, t_first,
                     getattr(pair.teacher, "teacher_bits_per_byte", None))     # known when the teacher is a cache
@@ -810,6 +1018,8 @@ def run_eval(path, config=None, *, as_json: bool = False, out=None, err=None) ->
     p = Path(path)
     try:
         if not p.is_dir(): raise ConfigError(f"{path}: no such checkpoint or model directory")
+        if (p / "student" / "config.json").is_file() and (p / "config.json").is_file():
+            p = p / "student"            # a run's output directory: its saved student, with the run's config
         is_ckpt = (p / "trainer_state.json").is_file()
         cfg_file = Path(config) if config else (p / "config.json" if is_ckpt else p.parent / "config.json")
         if not cfg_file.is_file(): raise ConfigError(f"{path}: no run config.json found; pass --config FILE")

@@ -66,3 +66,16 @@ def test_a_cache_that_does_not_match_is_refused_in_one_line(cache, tmp_path):
     r = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", tmp_path, "--set", f"teacher_cache={out}",
                 "--set", "temperature=2", timeout=600)
     assert r.returncode == 64 and "signal hash differs" in one_line(r.stderr)
+
+
+def test_a_truncated_shard_is_refused_before_training_and_nothing_is_written(cache, tmp_path):
+    import shutil
+    out, _ = cache
+    copy = shutil.copytree(out, tmp_path / "cache")
+    shard = sorted(copy.glob("train-*.safetensors"))[1]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    run_dir = tmp_path / "run"
+    r = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", run_dir, "--set", f"teacher_cache={copy}", timeout=600)
+    assert r.returncode == 64, r.stdout[-2000:] + r.stderr[-2000:]
+    assert f"teacher_cache shard {shard}: unreadable" in one_line(r.stderr)
+    assert not run_dir.exists()                 # no config, no step-0 checkpoint

@@ -103,17 +103,18 @@ def test_sigterm_to_one_process_stops_both_with_one_checkpoint_and_resumes_on_on
     stopped = json.loads((tmp_path / "stopped.json").read_text())
     assert [c.name for c in (tmp_path / "checkpoints").iterdir()] == [Path(stopped["checkpoint"]).name]
     assert "another process" in stopped["reason"] and out.count("stopped at optimizer step") == 1
-    # the next session has one GPU: the same run goes on, and the log says what differs
+    # the next session has one GPU: the same run goes on (its schedule cannot change, so max_steps stays 40; a stop 4
+    # steps later keeps the test short), and the log says what differs
     step = stopped["step"]
-    r = sad_train(*TINY, "--max-steps", str(step + 4), "--set", "gradient_accumulation_steps=1", "--set", "batch_size=4",
-                  "--set", "save_steps=2", "--output-dir", tmp_path, "--resume", "auto")
-    assert r.returncode == 0, r.stdout[-3000:]
+    r = sad_train(*TINY, "--max-steps", "40", "--set", "gradient_accumulation_steps=1", "--set", "batch_size=4",
+                  "--set", "save_steps=2", "--output-dir", tmp_path, "--resume", "auto", faults={"stop_at_steps": [step + 4]})
+    assert r.returncode == EXIT_STOPPED, r.stdout[-3000:]
     assert "this checkpoint was written by 2 process(es), this run has 1" in r.stdout
     assert "accumulation 1 -> 2: the effective batch stays 8" in r.stdout
     recs = records(tmp_path)
     assert sorted(recs) == list(range(1, step + 5))
     assert all(recs[s]["accumulation"] == 2 for s in range(step + 1, step + 5))
-    assert not (tmp_path / "stopped.json").exists()
+    assert json.loads((tmp_path / "stopped.json").read_text())["step"] == step + 4
 
 
 def test_a_one_process_run_resumes_on_two(tmp_path):

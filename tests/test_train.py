@@ -125,7 +125,7 @@ def test_truncated_checkpoint_is_skipped_for_the_previous_one(reference, tmp_pat
     r = run_cli("sad-train", *SMALL, "--output-dir", tmp_path, "--max-steps", "12", timeout=600)
     assert r.returncode == 0
     newest = sorted((tmp_path / "checkpoints").glob("step-*"))[-1]
-    weights = newest / "model.safetensors"
+    weights = newest / "student.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     r = run_cli("sad-train", *SMALL, "--output-dir", tmp_path, "--resume", "auto", timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -301,7 +301,8 @@ def resolve_sources(cfg: DistillConfig, roots=None, inputs: Inputs | None = None
         value = getattr(cfg, f)
         if embedded_path(value) is not None: lines.append(f"{f}: {value} (embedded in sad_kaggle)"); continue
         if Path(value).expanduser().exists():
-            if lack := _lacks(Path(value).expanduser(), kind):
+            tok_apart = kind == "tokenizer" and f.endswith("_model") and getattr(cfg, f.replace("_model", "_tokenizer"))
+            if not tok_apart and (lack := _lacks(Path(value).expanduser(), kind)):
                 missing.append(f"{f} {value}: a directory without {lack}, so not a {kind} directory"); continue
             lines.append(f"{f}: {value} (local path)"); continue
         if _is_pathlike(value):

@@ -585,7 +585,8 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
 
     # -- which run: a new one, or the checkpoint it continues (read in full), decided before anything loads or is written
     inputs = Inputs(input_dirs)
-    ckpt, changes = start_or_resume(cfg, resume, inputs.runs(), overwrite=overwrite, trust=trust_checkpoint, log=say)
+    runs = inputs.runs()
+    ckpt, changes = start_or_resume(cfg, resume, runs, overwrite=overwrite, trust=trust_checkpoint, log=say)
     held = held_run(out_dir) if overwrite else None
     budget = budget or TimeBudget(cfg.time_budget_hours, floor=min(60.0, 360.0 * cfg.time_budget_hours))
 
@@ -626,8 +627,8 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
             state.accumulation = per // cfg.batch_size if per % cfg.batch_size == 0 else cfg.gradient_accumulation_steps
         say(f"resumed from {ckpt} at optimizer step {state.step}" + (f"; applied: {format_changes(changes)}" if changes else ""))
         for line in adapt_to_processes(state, accelerator.num_processes): say(line)
-    elif resume is None and any(r.checkpoints for r in inputs.runs()):
-        say(f"note: previous run(s) with checkpoints attached ({'; '.join(str(r) for r in inputs.runs() if r.checkpoints)}) "
+    elif resume is None and any(r.checkpoints for r in runs):
+        say(f"note: previous run(s) with checkpoints attached ({'; '.join(str(r) for r in runs if r.checkpoints)}) "
             "are not resumed: resume was not asked (--resume auto)")
     rid = state.run_id or uuid.uuid4().hex[:12]       # a resumed run keeps its id (one written before ids gets one)
     if accelerator.num_processes > 1: rid = broadcast_object_list([rid])[0]
@@ -647,7 +648,7 @@ def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callb
         # own run directory (this one, or e.g. a previous Kaggle session's under /kaggle/input)
         source = ckpt.parent.parent / "metrics.jsonl" if ckpt is not None else metrics_path
         kept = [l for l in (source.read_text().splitlines() if ckpt is not None and source.is_file() else [])
-                if _step_of(l) <= state.step and _run_in(l) in (rid, None)]     # a line cut by a kill -9 is dropped too
+                if _keeps(l, state.step, rid)]         # a line cut by a kill -9 is dropped too
         atomic_write_text(metrics_path, "".join(l + "\n" for l in kept))
     accelerator.wait_for_everyone()
 
@@ -871,13 +872,11 @@ def choose_teacher_precision(cfg: DistillConfig, teacher, batches, profile: str,
                       f"{est.summary()}: build a teacher cache on a bigger machine (sad-cache), lower batch_size, "
                       "or accept fp16 with teacher_dtype=fp16")
 
-def _step_of(line: str) -> float:
-    try: return json.loads(line).get("step", math.inf)
-    except ValueError: return math.inf
-
-def _run_in(line: str) -> str | None:
-    try: return json.loads(line).get("run")
-    except ValueError: return None
+def _keeps(line: str, step: int, run_id: str) -> bool:
+    "Whether a resumed run keeps this metrics line: a whole record of this run (or of one before ids) up to `step`."
+    try: rec = json.loads(line)
+    except ValueError: return False
+    return rec.get("step", math.inf) <= step and rec.get("run") in (run_id, None)
 
 def _tokens_per_second(model, ids, reps: int = 3) -> float:
     with torch.no_grad():

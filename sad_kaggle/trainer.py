@@ -302,11 +302,12 @@ def start_or_resume(cfg: DistillConfig, resume: str | None, runs=(), *, overwrit
         if not (ckpt / "trainer_state.json").is_file() and checkpoints(ckpt):
             raise ConfigError(f"--resume {resume}: a run directory, not a checkpoint; pass one of its checkpoints "
                               f"({checkpoints(ckpt)[-1]}) or --resume auto with --output-dir {resume}")
+        check_checkpoint(ckpt, trust)          # the reading find_resume gives the checkpoint --resume auto picks
     if ckpt is None:
         if held: raise ConfigError(f"output_dir {out_dir}: holds {held[1]} and no checkpoint to continue; choose another "
                                    "--output-dir, or start a new run there with --overwrite (it is moved aside)")
         return None, {}
-    state = check_checkpoint(ckpt, trust)
+    state = read_state(ckpt)                   # read in full once already, above or in find_resume
     if held and ckpt.parent.parent.resolve() != out_dir.resolve() and held[0] != state.run_id:
         raise ConfigError(f"output_dir {out_dir}: holds {held[1]}, not the run of {ckpt}; resume into another --output-dir")
     changes = resume_changes(DistillConfig.from_json(ckpt / "config.json"), cfg, ckpt)

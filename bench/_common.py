@@ -24,12 +24,12 @@ def median_seconds(fn, reps: int = 7, warmup: int = 2) -> float:
 
 
 def embedded_run(**overrides):
-    "The tiny-cpu preset's models, windows, objectives and collator (the run's own setup, live teacher)."
+    "(config, accelerator, `RunSetup`): the tiny-cpu preset's models, windows, objectives, collator and teacher source."
     from accelerate import Accelerator
-    from sad_kaggle.trainer import setup_run
+    from sad_kaggle.run import setup_run
     cfg = DistillConfig.from_preset("tiny-cpu", **{"dataset_subset_size": 256, "eval_subset_size": 16, **overrides})
     acc = Accelerator(cpu=True)
-    return (cfg, acc, *setup_run(cfg, acc))
+    return cfg, acc, setup_run(cfg, acc)
 
 
 def realistic_models(teacher_layers: int | None = None):

@@ -11,27 +11,29 @@ from pathlib import Path
 import torch
 from _common import embedded_run, realistic_models, say
 
-from sad_kaggle.cache import cache_stats, cacheable_config, open_cache, write_cache
-from sad_kaggle.teacher import live_signal, student_forward
+from sad_kaggle.cache import open_cache
+from sad_kaggle.cache_writer import cache_stats, write_cache
+from sad_kaggle.teacher import student_forward
 
 
 def measure(cfg, out: Path, n_batches: int = 8):
     man = write_cache(cfg, out, hidden=False, shard_windows=128, log=lambda *a: None)
     st = cache_stats(man)
-    ccfg = cacheable_config(cfg)[0].replace(alpha_feature=0.0, alpha_layerwise=0.0, alpha_contrastive=0.0)
+    ccfg = cfg.replace(**{f"alpha_{c}": 0.0 for c in ("feature", "layerwise", "contrastive", "attention", "router")})
     keep = ("teacher_model", "teacher_tokenizer", "kd_top_k", *(f"alpha_{c}" for c in
             ("feature", "layerwise", "contrastive", "attention", "router")))
-    _, acc, pair, data, obj, collate, _ = embedded_run(**{k: getattr(ccfg, k) for k in keep})
-    ct = open_cache(out, ccfg, pair.teacher_tokenizer, pair.student_tokenizer, data)
+    _, acc, run = embedded_run(**{k: getattr(ccfg, k) for k in keep})
+    pair, data, obj, collate = run.pair, run.data, run.objectives, run.collate
+    ct = open_cache(out, ccfg, pair.teacher_tokenizer, pair.student_tokenizer, data, run.teacher.student_of_teacher)
     live_sum = cached_sum = 0.0
     with torch.no_grad():
         for j in range(n_batches):
             idx = list(range(j * cfg.batch_size, (j + 1) * cfg.batch_size))
             batch = {**collate([data.train[i] for i in idx]), "window_index": torch.tensor(idx)}
             so = student_forward(pair.student, batch, [])
-            live = live_signal(pair.teacher, batch, obj.spec, obj.student_of_teacher, dtype=torch.float32)
+            live = run.teacher.signal(batch, "train", obj.spec)
             live_sum += float(obj(batch, so, live)[0]["kd"])
-            cached_sum += float(obj(batch, so, ct.signal(batch, "train", obj.spec, obj.student_of_teacher))[0]["kd"])
+            cached_sum += float(obj(batch, so, ct.signal(batch, "train", obj.spec))[0]["kd"])
     rel = abs(cached_sum - live_sum) / live_sum
     say(f"  {st['windows']} windows, {st['chunks']:,} chunk ends, {st['student_tokens']:,} student tokens: "
         f"{st['signal_bytes_per_token']:.1f} bytes per student token; KD live {live_sum:.3f}, cached {cached_sum:.3f} "

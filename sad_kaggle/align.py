@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError, embedded_path
-from .diagnose import EXIT_BAD_INPUT
-from .inputs import hub_miss
+from .inputs import hub_miss, read_model_config
 
 # %% auto #0
 __all__ = ['CHUNK_FIELDS', 'TokenizerError', 'load_tokenizer', 'tokenizer_kind', 'tokenizer_hash', 'special_ids', 'TokenBytes',
@@ -341,8 +340,7 @@ def read_paragraphs(path: str | Path | None, max_bytes: int = 2_000_000, max_rep
 
 def _declared_vocab(name: str) -> int | None:
     try:
-        from sad_kaggle.diagnose import read_model_config   # a config.json, not a model
-        return int(read_model_config(name)[0].get("vocab_size"))
+        return int(read_model_config(name)[0].get("vocab_size"))      # a config.json, not a model
     except Exception: return None
 
 def align_report(teacher: str, student: str, text: str | Path | None = None, max_bytes: int = 2_000_000,
@@ -417,12 +415,8 @@ def format_align_report(r: dict) -> str:
 
 # %% ../nbs/02_align.ipynb #248cbe39
 def run_align_report(teacher: str, student: str, text=None, *, as_json: bool = False,
-                     max_bytes: int = 2_000_000, out=None) -> int:
-    "Print the pair report; return the exit code."
-    out = out or sys.stdout
-    try:
-        r = align_report(teacher, student, text, max_bytes=max_bytes)
-    except ConfigError as e:
-        print(f"sad-align-report: error: {e}", file=sys.stderr); return EXIT_BAD_INPUT
-    print(json.dumps(r, indent=1, ensure_ascii=False) if as_json else format_align_report(r), file=out)
-    return 0 if r["self_check"]["passed"] else 1
+                     max_bytes: int = 2_000_000, out=None) -> bool:
+    "Print the pair report; returns whether its alignment self-check passed. Bad input: a one-line `ConfigError`."
+    r = align_report(teacher, student, text, max_bytes=max_bytes)
+    print(json.dumps(r, indent=1, ensure_ascii=False) if as_json else format_align_report(r), file=out or sys.stdout)
+    return r["self_check"]["passed"]

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 # %% auto #0
-__all__ = ['COMPONENTS', 'FIELDS', 'LEGACY_KEYS', 'GPU_PROFILES', 'ASSETS', 'EMBEDDED', 'PRESETS', 'RETIRED_PRESETS',
+__all__ = ['COMPONENTS', 'FIELDS', 'RETIRED', 'LEGACY_KEYS', 'GPU_PROFILES', 'ASSETS', 'EMBEDDED', 'PRESETS', 'RETIRED_PRESETS',
            'ConfigError', 'default_curriculum', 'curriculum_multiplier', 'DistillConfig', 'validate',
            'config_from_dict', 'atomic_write_text', 'config_changes', 'format_changes', 'config_sources', 'parse_set',
            'GpuProfile', 'detect_gpu_profile', 'resolve_gpu_profile', 'resolve_precision', 'resolve_teacher_dtype',
            'StepPlan', 'make_scheduler', 'lr_curve', 'curriculum_weights', 'embedded_path', 'shipped_model_config',
-           'Translation', 'LegacyConfig', 'load_legacy_config']
+           'Translation', 'LegacyConfig', 'load_legacy_config', 'load_config']
 
 # %% ../nbs/00_config.ipynb #7b6762ce
 class ConfigError(ValueError):
@@ -199,8 +199,6 @@ class DistillConfig:
     # -- output
     output_dir: str = _spec("outputs", group="output", kind="str",
         doc="Checkpoints, metrics.jsonl and the final student.")
-    logging_dir: str | None = _spec(None, group="output", kind="str", optional=True,
-        doc="Where metrics.jsonl goes (None: output_dir).")
     progress_seconds: float = _spec(30.0, group="output", kind="float", low=1.0, high=3600.0,
         doc="When the output is not a terminal (a subprocess, a log file), one status line every this many seconds "
             "instead of a progress bar.")
@@ -291,8 +289,11 @@ def validate(cfg: DistillConfig) -> DistillConfig:
 # Keys of the predecessor's files that `load_legacy_config` (below) translates; named here for the error hint.
 _LEGACY_BATCH_COUNTS = ("warmup_steps", "eval_steps", "save_steps", "logging_steps")
 _LEGACY_RENAMES = {"top_k": "router_top_k", "checkpoint_dir": "output_dir", "dataset_name": "dataset",
-                   "dataset_config_name": "dataset_config", "log_dir": "logging_dir", "logging_dir": "logging_dir"}
-LEGACY_KEYS = set(_LEGACY_BATCH_COUNTS) | set(_LEGACY_RENAMES) | {"use_subset_kd", "use_amp", "fp16", "num_experts"}
+                   "dataset_config_name": "dataset_config"}
+# Keys this package once had: a file saved then still loads when the key holds what the package now does
+RETIRED = {"logging_dir": (None, "metrics.jsonl is always written in output_dir")}
+LEGACY_KEYS = set(_LEGACY_BATCH_COUNTS) | set(_LEGACY_RENAMES) | {"use_subset_kd", "use_amp", "fp16", "num_experts", "log_dir",
+                                                                  "logging_dir"}
 
 def _unknown_key_error(key: str, source: str = "") -> ConfigError:
     near = difflib.get_close_matches(key, list(FIELDS), n=1, cutoff=0.6)
@@ -319,6 +320,10 @@ def _read_json_source(src) -> tuple[dict, str]:
 
 def config_from_dict(d: dict, base: DistillConfig | None = None, source: str = "") -> DistillConfig:
     "A validated `DistillConfig` from `d` (keys override `base`, default: the defaults); unknown keys are errors."
+    d = dict(d)
+    for k, (same, why) in RETIRED.items():
+        if k in d and d[k] == same: del d[k]              # e.g. a run's config.json written before the key went
+        elif k in d: raise ConfigError(f"{source + ': ' if source else ''}{k}: no longer a setting ({why}); remove the key")
     for k in d:
         if k not in FIELDS: raise _unknown_key_error(k, source)
     values = dataclasses.asdict(base) if base is not None else {}
@@ -624,6 +629,8 @@ def load_legacy_config(src) -> LegacyConfig:
                                   "fp16 with a GradScaler on P100/T4, bf16 from compute capability 8" if v else "fp32"))
         elif k == "num_experts":
             tr.append(Translation(k, v, None, None, "the teacher's expert count is read from its config.json"))
+        elif k in ("log_dir", "logging_dir"):
+            tr.append(Translation(k, v, None, None, "metrics.jsonl is written in output_dir"))
         elif k in _LEGACY_RENAMES:
             out[_LEGACY_RENAMES[k]] = v
             tr.append(Translation(k, v, _LEGACY_RENAMES[k], v, ""))
@@ -641,3 +648,16 @@ def load_legacy_config(src) -> LegacyConfig:
         tr.append(Translation(None, None, "gpu_profile", "p100", "the predecessor ran on a Kaggle P100"))
     cfg = config_from_dict(out, source=name if name != "config" else "legacy config")
     return LegacyConfig(cfg, tr, name)
+
+# %% ../nbs/00_config.ipynb #4e736bb7
+def load_config(config=None, *, legacy: bool = False, preset: str | None = None, overrides=None):
+    "(config, LegacyConfig or None, name for messages) from a file and/or a preset; the file's keys override the preset's."
+    if config is None and preset is None: raise ConfigError("give a config file or --preset NAME")
+    if legacy and (config is None or preset is not None):
+        raise ConfigError("--legacy reads one predecessor config file and cannot be combined with --preset")
+    leg = load_legacy_config(config) if legacy else None
+    if leg is not None: cfg = leg.config
+    elif config is not None: cfg = DistillConfig.from_json(config, base=DistillConfig.from_preset(preset) if preset else None)
+    else: cfg = DistillConfig.from_preset(preset)
+    if overrides: cfg = cfg.replace(**overrides)
+    return cfg, leg, str(config) if config is not None else f"preset {preset}"

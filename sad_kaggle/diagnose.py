@@ -13,19 +13,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import (COMPONENTS, FIELDS, GPU_PROFILES, ConfigError, DistillConfig, LegacyConfig,
-                               StepPlan, embedded_path, load_legacy_config, lr_curve, resolve_gpu_profile,
-                               resolve_precision, resolve_teacher_dtype, shipped_model_config)
-from .inputs import hub_miss, hub_offline, hub_reachable
+                               StepPlan, load_config, load_legacy_config, lr_curve, resolve_gpu_profile,
+                               resolve_precision, resolve_teacher_dtype)
+from .inputs import ModelConfigError, read_model_config
 
 # %% auto #0
-__all__ = ['SEVERITIES', 'GiB', 'KAGGLE_WEEKLY_GPU_HOURS', 'PLANNING_UTILIZATION', 'CHECKS', 'EXIT_BAD_INPUT', 'Finding',
-           'count_critical', 'ModelConfigError', 'read_model_config', 'ModelArch', 'model_arch', 'MemoryEstimate',
-           'estimate_memory', 'DiagnoseContext', 'make_context', 'check_learning_rates', 'check_warmup',
-           'legacy_lr_curve', 'check_schedule', 'check_intervals', 'check_temperature', 'check_loss_weights',
-           'check_top_k', 'check_early_stopping', 'check_precision', 'check_teacher_dtype', 'check_memory',
-           'session_plan', 'step_flops_per_token', 'check_speed', 'check_time_budget', 'check_legacy', 'run_checks',
-           'diagnose', 'FixResult', 'fix_config', 'format_report', 'load_for_diagnose', 'teacher_precision_finding',
-           'run_diagnose']
+__all__ = ['SEVERITIES', 'GiB', 'KAGGLE_WEEKLY_GPU_HOURS', 'PLANNING_UTILIZATION', 'CHECKS', 'Finding', 'count_critical',
+           'ModelArch', 'model_arch', 'MemoryEstimate', 'estimate_memory', 'DiagnoseContext', 'make_context',
+           'check_learning_rates', 'check_warmup', 'legacy_lr_curve', 'check_schedule', 'check_intervals',
+           'check_temperature', 'check_loss_weights', 'check_top_k', 'check_early_stopping', 'check_precision',
+           'check_teacher_dtype', 'check_memory', 'session_plan', 'step_flops_per_token', 'check_speed',
+           'check_time_budget', 'check_legacy', 'run_checks', 'diagnose', 'FixResult', 'fix_config', 'format_report',
+           'teacher_precision_finding', 'run_diagnose']
 
 # %% ../nbs/01_diagnose.ipynb #e8046a91
 SEVERITIES = ("critical", "warning", "info")
@@ -46,40 +45,6 @@ class Finding:
         return s
 
 def count_critical(findings) -> int: return sum(f.severity == "critical" for f in findings)
-
-# %% ../nbs/01_diagnose.ipynb #368365a6
-class ModelConfigError(ConfigError):
-    "A model's config.json could not be found or read."
-
-
-
-def read_model_config(name: str) -> tuple[dict, str]:
-    "The `config.json` of model `name` as a dict, and where it was found."
-    p = Path(name).expanduser()
-    if p.is_file() and p.name.endswith(".json"): cand = p
-    elif p.is_dir(): cand = p / "config.json"
-    else: cand = None
-    if cand is None and (e := embedded_path(name)) is not None: cand = e / "config.json"
-    if cand is None and not name.startswith((".", "/", "~")):     # a hub name: `owner/name` or `gpt2`
-        try:
-            from huggingface_hub import try_to_load_from_cache
-            hit = try_to_load_from_cache(name, "config.json")
-            if isinstance(hit, str): cand = Path(hit)
-        except Exception: pass                                    # not a valid repo id: reported below
-        if cand is None: cand = shipped_model_config(name)
-        if cand is None and hub_reachable():
-            try:
-                from huggingface_hub import hf_hub_download
-                cand = Path(hf_hub_download(name, "config.json", etag_timeout=10))
-            except Exception as e:
-                raise ModelConfigError(f"{name}: not found locally and the hub did not give its config.json "
-                                       f"({type(e).__name__})") from None
-    if cand is None:
-        raise ModelConfigError(f"{name}: no config.json found (not a local directory, not in the Hugging Face cache, "
-                               f"not shipped with sad_kaggle" + (", and HF_HUB_OFFLINE is set)" if hub_offline() else ")"))
-    if not cand.is_file(): raise ModelConfigError(f"{name}: {cand} not found")
-    try: return json.loads(cand.read_text(encoding="utf-8")), str(cand)
-    except (OSError, ValueError) as e: raise ModelConfigError(f"{name}: cannot read {cand} ({e})") from None
 
 # %% ../nbs/01_diagnose.ipynb #04b10c8c
 def _get(d: dict, *keys, default=None):
@@ -517,26 +482,12 @@ def fix_config(cfg: DistillConfig, *, dataset_size: int | None = None, gpu: str 
     return FixResult(cfg, changes, findings)
 
 # %% ../nbs/01_diagnose.ipynb #54a48575
-EXIT_BAD_INPUT = 64
-
 def format_report(findings, header: str = "") -> str:
     n = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
     lines = [header] if header else []
     lines += [str(f) for f in findings]
     lines.append(f"{n['critical']} critical, {n['warning']} warning, {n['info']} info")
     return "\n".join(lines)
-
-def load_for_diagnose(config=None, *, legacy: bool = False, preset: str | None = None, overrides=None):
-    "(config, LegacyConfig or None, name) from a file and/or a preset; the file's keys override the preset's."
-    if config is None and preset is None: raise ConfigError("give a config file or --preset NAME")
-    if legacy and (config is None or preset is not None):
-        raise ConfigError("--legacy reads one predecessor config file and cannot be combined with --preset")
-    leg = load_legacy_config(config) if legacy else None
-    if leg is not None: cfg = leg.config
-    elif config is not None: cfg = DistillConfig.from_json(config, base=DistillConfig.from_preset(preset) if preset else None)
-    else: cfg = DistillConfig.from_preset(preset)
-    if overrides: cfg = cfg.replace(**overrides)
-    return cfg, leg, str(config) if config is not None else f"preset {preset}"
 
 def teacher_precision_finding(cfg: DistillConfig, batches: int = 2) -> Finding:
     """Load the teacher (fp32) and `batches` micro-batches of the config's text, and compare it in fp16
@@ -562,37 +513,34 @@ def teacher_precision_finding(cfg: DistillConfig, batches: int = 2) -> Finding:
                    {"teacher_dtype": "fp32"})
 
 def run_diagnose(config=None, *, legacy=False, preset=None, dataset_size=None, gpu=None, as_json=False,
-                 fix=False, output=None, throughput=None, overrides=None, out=None, err=None,
+                 fix=False, output=None, throughput=None, overrides=None, out=None,
                  teacher_precision: bool = False) -> int:
-    "Diagnose (and with `fix`, rewrite) a config; print the report; return the exit code."
-    out, err = out or sys.stdout, err or sys.stderr
-    try:
-        if fix and not output: raise ConfigError("--fix needs --output FILE for the corrected config")
-        if output and Path(output).is_dir(): raise ConfigError(f"--output {output}: a directory; give a file name")
-        if throughput is not None and not throughput > 0:
-            raise ConfigError(f"--throughput {throughput:g}: tokens per second must be positive")
-        if dataset_size is not None and dataset_size < 1: raise ConfigError(f"--dataset-size: expected >= 1, got {dataset_size}")
-        cfg, leg, name = load_for_diagnose(config, legacy=legacy, preset=preset, overrides=overrides)
-        ctx = make_context(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=leg)
-        if teacher_precision: ctx.notes.append(teacher_precision_finding(cfg))
-        findings = run_checks(ctx)
-        header = f"sad-diagnose {name} on {ctx.profile}" + (f": {ctx.plan.explain(cfg)}" if ctx.plan else "")
-        if not fix:
-            print(json.dumps([f.to_dict() for f in findings], indent=2) if as_json else format_report(findings, header), file=out)
-            return min(count_critical(findings), EXIT_BAD_INPUT - 1)
-        res = fix_config(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=leg, findings=findings)
-        res.config.to_json(output)
-        if as_json:
-            print(json.dumps({"findings": [f.to_dict() for f in findings],
-                              "changes": [dict(field=k, old=o, new=n, check=c) for k, o, n, c in res.changes],
-                              "fixed_findings": [f.to_dict() for f in res.findings], "output": str(output)}, indent=2), file=out)
-        else:
-            print(format_report(findings, header), file=out)
-            print(f"\nwrote {output} with {len(res.changes)} change(s):", file=out)
-            for k, o, n, c in res.changes: print(f"  {k}: {json.dumps(o)} -> {json.dumps(n)} ({c})", file=out)
-            if leg is not None: print("  (written in the current format: every step count is in optimizer steps)", file=out)
-            print(format_report(res.findings, f"\nafter the fix:"), file=out)
-        return min(count_critical(res.findings), EXIT_BAD_INPUT - 1)
-    except ConfigError as e:
-        print(f"sad-diagnose: error: {e}", file=err)
-        return EXIT_BAD_INPUT
+    """Diagnose (and with `fix`, rewrite) a config and print the report; returns the number of critical findings (after
+    the fix, of the fixed config). Bad input: a one-line `ConfigError` (`cli` turns both into the exit code)."""
+    out = out or sys.stdout
+    if fix and not output: raise ConfigError("--fix needs --output FILE for the corrected config")
+    if output and Path(output).is_dir(): raise ConfigError(f"--output {output}: a directory; give a file name")
+    if throughput is not None and not throughput > 0:
+        raise ConfigError(f"--throughput {throughput:g}: tokens per second must be positive")
+    if dataset_size is not None and dataset_size < 1: raise ConfigError(f"--dataset-size: expected >= 1, got {dataset_size}")
+    cfg, leg, name = load_config(config, legacy=legacy, preset=preset, overrides=overrides)
+    ctx = make_context(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=leg)
+    if teacher_precision: ctx.notes.append(teacher_precision_finding(cfg))
+    findings = run_checks(ctx)
+    header = f"sad-diagnose {name} on {ctx.profile}" + (f": {ctx.plan.explain(cfg)}" if ctx.plan else "")
+    if not fix:
+        print(json.dumps([f.to_dict() for f in findings], indent=2) if as_json else format_report(findings, header), file=out)
+        return count_critical(findings)
+    res = fix_config(cfg, dataset_size=dataset_size, gpu=gpu, throughput=throughput, legacy=leg, findings=findings)
+    res.config.to_json(output)
+    if as_json:
+        print(json.dumps({"findings": [f.to_dict() for f in findings],
+                          "changes": [dict(field=k, old=o, new=n, check=c) for k, o, n, c in res.changes],
+                          "fixed_findings": [f.to_dict() for f in res.findings], "output": str(output)}, indent=2), file=out)
+    else:
+        print(format_report(findings, header), file=out)
+        print(f"\nwrote {output} with {len(res.changes)} change(s):", file=out)
+        for k, o, n, c in res.changes: print(f"  {k}: {json.dumps(o)} -> {json.dumps(n)} ({c})", file=out)
+        if leg is not None: print("  (written in the current format: every step count is in optimizer steps)", file=out)
+        print(format_report(res.findings, f"\nafter the fix:"), file=out)
+    return count_critical(res.findings)

@@ -14,13 +14,13 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .config import ConfigError, DistillConfig, embedded_path
+from .config import ConfigError, DistillConfig, embedded_path, shipped_model_config
 
 # %% auto #0
 __all__ = ['KAGGLE_INPUT', 'MAX_ENTRIES', 'CKPT_DIR', 'WEIGHT_SUFFIXES', 'DATA_SUFFIXES', 'ATTACH_HINT', 'InputError',
            'default_roots', 'slug', 'Listing', 'walk', 'holds_model', 'RunDir', 'checkpoints', 'Inputs',
            'fake_kaggle_input', 'hub_offline', 'hub_miss', 'hub_reachable', 'in_hf_cache', 'Resolution',
-           'resolve_sources']
+           'resolve_sources', 'ModelConfigError', 'read_model_config']
 
 # %% ../nbs/01_inputs.ipynb #91407aea
 KAGGLE_INPUT = Path("/kaggle/input")
@@ -327,3 +327,35 @@ def resolve_sources(cfg: DistillConfig, roots=None, inputs: Inputs | None = None
                        + f"; attach {ATTACH_HINT[kind]} (a folder named like {slug(value.split('/')[-1])!r}), or turn internet on")
     if missing: raise InputError("; ".join(missing))
     return Resolution(cfg.replace(**changes) if changes else cfg, lines)
+
+# %% ../nbs/01_inputs.ipynb #18ab4d04
+class ModelConfigError(ConfigError):
+    "A model's config.json could not be found or read."
+
+def read_model_config(name: str) -> tuple[dict, str]:
+    "The `config.json` of model `name` as a dict, and where it was found."
+    p = Path(name).expanduser()
+    if p.is_file() and p.name.endswith(".json"): cand = p
+    elif p.is_dir(): cand = p / "config.json"
+    else: cand = None
+    if cand is None and (e := embedded_path(name)) is not None: cand = e / "config.json"
+    if cand is None and not name.startswith((".", "/", "~")):     # a hub name: `owner/name` or `gpt2`
+        try:
+            from huggingface_hub import try_to_load_from_cache
+            hit = try_to_load_from_cache(name, "config.json")
+            if isinstance(hit, str): cand = Path(hit)
+        except Exception: pass                                    # not a valid repo id: reported below
+        if cand is None: cand = shipped_model_config(name)
+        if cand is None and hub_reachable():
+            try:
+                from huggingface_hub import hf_hub_download
+                cand = Path(hf_hub_download(name, "config.json", etag_timeout=10))
+            except Exception as e:
+                raise ModelConfigError(f"{name}: not found locally and the hub did not give its config.json "
+                                       f"({type(e).__name__})") from None
+    if cand is None:
+        raise ModelConfigError(f"{name}: no config.json found (not a local directory, not in the Hugging Face cache, "
+                               f"not shipped with sad_kaggle" + (", and HF_HUB_OFFLINE is set)" if hub_offline() else ")"))
+    if not cand.is_file(): raise ModelConfigError(f"{name}: {cand} not found")
+    try: return json.loads(cand.read_text(encoding="utf-8")), str(cand)
+    except (OSError, ValueError) as e: raise ModelConfigError(f"{name}: cannot read {cand} ({e})") from None

@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .config import COMPONENTS, DistillConfig, curriculum_weights
+from .config import COMPONENTS, ConfigError, DistillConfig, curriculum_weights
 from .teacher import ModelDims, SignalSpec, StudentOutputs, TeacherSignal, attention_at, chunk_sums, \
     gather_positions, layer_pairs, token_logprobs
 
 # %% auto #0
-__all__ = ['KD_METHODS', 'divergence', 'log1mexp', 'kd_same_tokenizer', 'kd_exact_match', 'kd_at_positions',
-           'chunk_likelihood_loss', 'depth_weights', 'info_nce', 'anchor_index', 'StudentAwareRouter', 'Objectives',
-           'combine', 'nonfinite']
+__all__ = ['OBJECTIVES', 'KD_METHODS', 'divergence', 'log1mexp', 'kd_same_tokenizer', 'kd_exact_match', 'kd_at_positions',
+           'chunk_likelihood_loss', 'depth_weights', 'info_nce', 'anchor_index', 'StudentAwareRouter', 'Objective',
+           'objective', 'StepView', 'cacheable_config', 'lm_loss', 'kd_loss', 'feature_loss', 'attention_loss',
+           'layerwise_loss', 'contrastive_loss', 'router_loss', 'Objectives', 'combine', 'nonfinite']
 
 # %% ../nbs/05_losses.ipynb #a7f0711f
 def divergence(t_lp: torch.Tensor, s_lp: torch.Tensor, kind: str = "forward_kl") -> torch.Tensor:
@@ -28,7 +29,7 @@ def divergence(t_lp: torch.Tensor, s_lp: torch.Tensor, kind: str = "forward_kl")
     if kind == "jsd":
         m = torch.logaddexp(t_lp, s_lp) - math.log(2)
         return 0.5 * (t_lp.exp() * (t_lp - m)).sum(-1) + 0.5 * (s_lp.exp() * (s_lp - m)).sum(-1)
-    raise ValueError(f"kd_divergence: unknown {kind!r}")
+    raise ConfigError(f"kd_divergence: unknown {kind!r}")
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
     "log(1 - exp(x)) for x ≤ 0, stable at both ends."
@@ -170,7 +171,114 @@ class StudentAwareRouter(torch.nn.Module):
         balance = self.n_experts * (f * probs.mean(0)).sum()
         return loss, balance, probs
 
-# %% ../nbs/05_losses.ipynb #941139d5
+# %% ../nbs/05_losses.ipynb #7fa6a007
+@dataclass(frozen=True)
+class Objective:
+    "One row of the table of objectives."
+    name: str                    # weight: the config's alpha_<name>; curriculum key: <name>
+    signal: tuple                # what it takes from the teacher: "logits", "hidden", "attention", "experts"
+    cacheable: bool              # whether a teacher cache can serve it
+    count: object                # (objectives, batch) -> valid positions in a micro-batch
+    loss: object                 # (objectives, StepView) -> summed loss over those positions
+    doc: str = ""
+
+OBJECTIVES: dict[str, Objective] = {}
+
+def _chunk_ends(o, batch) -> int: return int(batch["chunk_mask"].sum())
+
+def objective(name: str, signal: tuple = (), cacheable: bool = True, count=_chunk_ends):
+    "Register the decorated `loss(objectives, view)` as objective `name` (a row of `OBJECTIVES`)."
+    def register(loss):
+        OBJECTIVES[name] = Objective(name, tuple(signal), cacheable, count, loss, (loss.__doc__ or "").strip())
+        return loss
+    return register
+
+@dataclass
+class StepView:
+    "What the objectives read for one micro-batch: the batch, both sides, and the paired hidden states when needed."
+    batch: dict
+    so: StudentOutputs
+    sig: TeacherSignal
+    pos: torch.Tensor            # student positions of the chunk ends [B, C] (prediction of the next chunk)
+    cm: torch.Tensor             # valid chunk slots [B, C]
+    h_s: list | None = None      # student hidden states at chunk ends, per layer pair
+    proj: list | None = None     # ... through the learned projections (teacher width)
+    h_t: list | None = None      # teacher hidden states at chunk ends, per layer pair
+    extra: dict = field(default_factory=dict)     # metrics beside the losses (e.g. the router's load balance)
+
+def cacheable_config(cfg: DistillConfig) -> tuple[DistillConfig, str | None]:
+    "The config a run from a teacher cache trains with (objectives a cache cannot serve are off), and why."
+    if not cfg.teacher_cache: return cfg, None
+    off = [c for c, o in OBJECTIVES.items() if not o.cacheable and getattr(cfg, f"alpha_{c}") > 0]
+    if not off: return cfg, None
+    return cfg.replace(**{f"alpha_{c}": 0.0 for c in off}), (
+        f"teacher cache: {' and '.join(off)} objective(s) off (they need the live teacher's "
+        f"{' / '.join(s for c in off for s in OBJECTIVES[c].signal if s not in ('logits', 'hidden'))})")
+
+# %% ../nbs/05_losses.ipynb #bea090d9
+def _lm_count(o, batch) -> int: return int((batch["labels"][:, 1:] != -100).sum())
+
+@objective("lm", count=_lm_count)
+def lm_loss(o, v: StepView) -> torch.Tensor:
+    "The student's next-token cross-entropy on the text (no teacher)."
+    logits, labels = v.so.logits, v.batch["labels"]
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum")
+
+def _kd_count(o, batch) -> int:
+    if o.method != "chunk_likelihood": return _chunk_ends(o, batch)
+    return int((batch["chunk_mask"] & (batch["chunk_teacher_start"] >= 1) & (batch["chunk_student_start"] >= 1)).sum())
+
+@objective("kd", signal=("logits",), count=_kd_count)
+def kd_loss(o, v: StepView) -> torch.Tensor:
+    "KD at aligned chunk ends (same tokenizer, exact match + ULD), × T²; or chunk-likelihood matching."
+    if o.method == "chunk_likelihood":
+        nxt = F.pad(v.batch["student_input_ids"][:, 1:], (0, 1))
+        tok = -F.cross_entropy(v.so.logits.flatten(0, 1).float(), nxt.flatten(), reduction="none").view(nxt.shape)
+        s_ll, valid = chunk_sums(tok, v.batch["chunk_student_start"], v.batch["chunk_student_end"], v.cm)
+        valid = valid & v.sig.chunk_valid
+        return chunk_likelihood_loss(s_ll, v.sig.chunk_logprob.float())[valid].sum()
+    T = o.cfg.temperature
+    per = kd_at_positions(v.so.logits, v.pos, v.sig, o.method, T, o.cfg.kd_divergence, o.student_unmatched)
+    return (per * T * T)[v.cm].sum()
+
+@objective("feature", signal=("hidden",))
+def feature_loss(o, v: StepView) -> torch.Tensor:
+    "1 − cosine between projected student and teacher hidden states (layer-normalized), averaged over layer pairs."
+    cos = torch.stack([F.cosine_similarity(_ln(p), _ln(t), dim=-1) for p, t in zip(v.proj, v.h_t)]).mean(0)
+    return (1 - cos)[v.cm].sum()
+
+@objective("attention", signal=("attention",), cacheable=False)
+def attention_loss(o, v: StepView) -> torch.Tensor:
+    "KL between teacher and student attention among chunk ends, averaged over the attention layer pairs."
+    kls = []
+    for s, t in o.att_pairs:
+        s_att = attention_at(v.so.attentions[s], v.pos, v.cm)
+        t_att = v.sig.attention[t].float()
+        kls.append((t_att * (t_att.clamp(min=1e-20).log() - s_att.clamp(min=1e-20).log())).sum(-1))
+    return torch.stack(kls).mean(0)[v.cm].sum()
+
+@objective("layerwise", signal=("hidden",))
+def layerwise_loss(o, v: StepView) -> torch.Tensor:
+    "MSE of layer-normalized projected student and teacher hidden states, weighted by teacher depth."
+    w = depth_weights(o.pairs).to(v.cm.device)
+    mse = torch.stack([((_ln(p) - _ln(t)) ** 2).mean(-1) for p, t in zip(v.proj, v.h_t)])
+    return (w[:, None, None] * mse).sum(0)[v.cm].sum()
+
+@objective("contrastive", signal=("hidden",), count=lambda o, batch: min(_chunk_ends(o, batch), o.max_anchors))
+def contrastive_loss(o, v: StepView) -> torch.Tensor:
+    "Symmetric InfoNCE between projected student and teacher states of the last layer pair, at ≤ max_anchors chunk ends."
+    idx = anchor_index(v.cm, o.max_anchors)
+    return info_nce(_ln(v.proj[-1]).flatten(0, 1)[idx], _ln(v.h_t[-1]).flatten(0, 1)[idx], o.cfg.contrastive_temperature)
+
+@objective("router", signal=("hidden", "experts"), cacheable=False)
+def router_loss(o, v: StepView) -> torch.Tensor:
+    "The student-aware router's target mismatch plus its load-balance term (per chunk end)."
+    l, cm = o.router_layer, v.cm
+    loss, balance, probs = o.router(v.h_s[-1][cm], v.proj[-1][cm], v.sig.expert_out[l][cm], v.sig.router_logprobs[l][cm])
+    v.extra["load_balance"] = float(balance.detach())
+    return loss.sum() + o.cfg.load_balance_weight * balance * int(cm.sum())
+
+# %% ../nbs/05_losses.ipynb #6e4ae3bb
 KD_METHODS = ("same_tokenizer", "exact_match_uld", "chunk_likelihood")
 
 class Objectives(torch.nn.Module):
@@ -180,11 +288,11 @@ class Objectives(torch.nn.Module):
         super().__init__()
         method = cfg.kd_method if cfg.kd_method != "auto" else ("same_tokenizer" if same_tokenizer else "exact_match_uld")
         if method == "same_tokenizer" and not same_tokenizer:
-            raise ValueError("kd_method: same_tokenizer needs identical tokenizers; use exact_match_uld or chunk_likelihood")
+            raise ConfigError("kd_method: same_tokenizer needs identical tokenizers; use exact_match_uld or chunk_likelihood")
         if method == "exact_match_uld" and cfg.kd_top_k is None:
-            raise ValueError("kd_top_k: exact_match_uld works on the teacher's top-k; set kd_top_k")
+            raise ConfigError("kd_top_k: exact_match_uld works on the teacher's top-k; set kd_top_k")
         self.cfg, self.method, self.max_anchors = cfg, method, max_anchors
-        self.alphas = {c: getattr(cfg, f"alpha_{c}") for c in COMPONENTS}
+        self.alphas = {c: getattr(cfg, f"alpha_{c}") for c in OBJECTIVES}
         self.pairs = layer_pairs(student.n_layers, teacher.n_layers, cfg.feature_layers)
         self.att_pairs = layer_pairs(student.n_layers, teacher.n_layers, cfg.attention_layers) if self.alphas["attention"] else []
         self.projections = torch.nn.ModuleList([torch.nn.Linear(student.hidden, teacher.hidden, bias=False) for _ in self.pairs])
@@ -196,11 +304,11 @@ class Objectives(torch.nn.Module):
             self.router = StudentAwareRouter(student.hidden, teacher.n_experts, cfg.router_top_k)
         unmatched = torch.ones(student.vocab_rows, dtype=torch.bool)
         if student_of_teacher is not None:
-            m = student_of_teacher[student_of_teacher >= 0]; unmatched[m[m < student.vocab_rows]] = False
+            m = student_of_teacher[student_of_teacher >= 0]; unmatched[m[m < student.vocab_rows].cpu()] = False
         self.register_buffer("student_unmatched", unmatched, persistent=False)
         self.spec = SignalSpec(
             top_k=cfg.kd_top_k, temperature=cfg.temperature,
-            hidden_layers=tuple(t for _, t in self.pairs) if self._needs_features() else (),
+            hidden_layers=tuple(t for _, t in self.pairs) if self._needs("hidden") else (),
             attention_layers=tuple(t for _, t in self.att_pairs),
             expert_layers=(self.router_layer,) if self.router_layer is not None else (),
             chunk_likelihood=method == "chunk_likelihood")
@@ -210,75 +318,34 @@ class Objectives(torch.nn.Module):
         return {"projectors": list(self.projections.parameters()),
                 "router": list(self.router.parameters()) if self.router_layer is not None else []}
 
-    def _needs_features(self) -> bool:
-        return any(self.alphas[c] for c in ("feature", "layerwise", "contrastive", "router"))
+    def _can(self, name: str) -> bool:
+        "Whether the two models give what objective `name` reads (paired layers, attention pairs, an MoE layer)."
+        sig = OBJECTIVES[name].signal
+        return (("hidden" not in sig or bool(self.pairs)) and ("attention" not in sig or bool(self.att_pairs))
+                and ("experts" not in sig or self.router_layer is not None))
 
     def components(self) -> list[str]:
-        "The components this configuration computes (LM always)."
-        on = ["lm"] + [c for c in ("kd", "feature", "attention", "layerwise", "contrastive") if self.alphas[c]]
-        if self.router_layer is not None: on.append("router")
-        if not self.pairs: on = [c for c in on if c not in ("feature", "layerwise", "contrastive")]
-        return on
+        "The components this configuration computes (LM always), in the table's order."
+        return [c for c in OBJECTIVES if c == "lm" or (self.alphas[c] and self._can(c))]
+
+    def _needs(self, signal: str) -> bool:
+        return any(signal in OBJECTIVES[c].signal for c in self.components())
 
     def counts(self, batch: dict) -> dict[str, int]:
         "Valid positions of each component in this batch (from the batch alone)."
-        cm = batch["chunk_mask"]
-        chunks = int(cm.sum())
-        out = {"lm": int((batch["labels"][:, 1:] != -100).sum())}
-        for c in self.components():
-            if c == "kd" and self.method == "chunk_likelihood":
-                out[c] = int((cm & (batch["chunk_teacher_start"] >= 1) & (batch["chunk_student_start"] >= 1)).sum())
-            elif c == "contrastive": out[c] = min(chunks, self.max_anchors)
-            elif c != "lm": out[c] = chunks
-        return out
+        return {c: OBJECTIVES[c].count(self, batch) for c in self.components()}
 
     def forward(self, batch: dict, so: StudentOutputs, sig: TeacherSignal) -> tuple[dict, dict]:
         "(sums per component, extra metrics) for one micro-batch."
-        cm, T = batch["chunk_mask"], self.cfg.temperature
-        pos = batch["chunk_student_end"] - 1
-        sums, extra = {}, {}
-        logits, labels = so.logits, batch["labels"]
-        sums["lm"] = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum")
-        on = self.components()
-        if "kd" in on:
-            if self.method == "chunk_likelihood":
-                nxt = F.pad(batch["student_input_ids"][:, 1:], (0, 1))
-                tok = -F.cross_entropy(logits.flatten(0, 1).float(), nxt.flatten(), reduction="none").view(nxt.shape)
-                s_ll, valid = chunk_sums(tok, batch["chunk_student_start"], batch["chunk_student_end"], cm)
-                valid = valid & sig.chunk_valid
-                sums["kd"] = chunk_likelihood_loss(s_ll, sig.chunk_logprob.float())[valid].sum()
-            else:
-                per = kd_at_positions(logits, pos, sig, self.method, T, self.cfg.kd_divergence, self.student_unmatched)
-                sums["kd"] = (per * T * T)[cm].sum()
-        if self.pairs and self._needs_features():
-            h_s = [gather_positions(so.hidden_states[s], pos) for s, _ in self.pairs]
-            proj = [p(h.to(p.weight.dtype)) for p, h in zip(self.projections, h_s)]
-            h_t = [sig.hidden[t] for _, t in self.pairs]
-            if "feature" in on:
-                cos = torch.stack([F.cosine_similarity(_ln(p), _ln(t), dim=-1) for p, t in zip(proj, h_t)]).mean(0)
-                sums["feature"] = (1 - cos)[cm].sum()
-            if "layerwise" in on:
-                w = depth_weights(self.pairs).to(cm.device)
-                mse = torch.stack([((_ln(p) - _ln(t)) ** 2).mean(-1) for p, t in zip(proj, h_t)])
-                sums["layerwise"] = (w[:, None, None] * mse).sum(0)[cm].sum()
-            if "contrastive" in on:
-                idx = anchor_index(cm, self.max_anchors)
-                sums["contrastive"] = info_nce(_ln(proj[-1]).flatten(0, 1)[idx], _ln(h_t[-1]).flatten(0, 1)[idx],
-                                               self.cfg.contrastive_temperature)
-            if "router" in on:
-                l = self.router_layer
-                loss, balance, probs = self.router(h_s[-1][cm], proj[-1][cm], sig.expert_out[l][cm], sig.router_logprobs[l][cm])
-                sums["router"] = loss.sum() + self.cfg.load_balance_weight * balance * int(cm.sum())
-                extra["load_balance"] = float(balance.detach())
-        if "attention" in on:
-            kls = []
-            for s, t in self.att_pairs:
-                s_att = attention_at(so.attentions[s], pos, cm)
-                t_att = sig.attention[t].float()
-                kls.append((t_att * (t_att.clamp(min=1e-20).log() - s_att.clamp(min=1e-20).log())).sum(-1))
-            sums["attention"] = torch.stack(kls).mean(0)[cm].sum()
-        return sums, extra
+        v = StepView(batch, so, sig, pos=batch["chunk_student_end"] - 1, cm=batch["chunk_mask"])
+        if self._needs("hidden"):          # projected once, read by every feature-type objective
+            v.h_s = [gather_positions(so.hidden_states[s], v.pos) for s, _ in self.pairs]
+            v.proj = [p(h.to(p.weight.dtype)) for p, h in zip(self.projections, v.h_s)]
+            v.h_t = [sig.hidden[t] for _, t in self.pairs]
+        sums = {c: OBJECTIVES[c].loss(self, v) for c in self.components()}
+        return sums, v.extra
 
+# %% ../nbs/05_losses.ipynb #ce11f6ca
 def combine(sums: dict, counts: dict, weights: dict) -> tuple[torch.Tensor, dict, dict]:
     "(total loss, raw values, weighted values): each component's sum ÷ its count over the optimizer step, × its weight."
     raw = {c: s / max(counts.get(c, 0), 1) for c, s in sums.items()}

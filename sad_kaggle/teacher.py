@@ -11,15 +11,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .align import TokenizerError, load_tokenizer
+from .align import TokenizerError, load_tokenizer, special_frame, token_bytes
 from .config import ConfigError, DistillConfig, embedded_path, resolve_gpu_profile, resolve_teacher_dtype
 from .inputs import hub_miss
 
 # %% auto #0
-__all__ = ['TORCH_DTYPES', 'PRECISION_KL_LIMIT', 'ModelLoadError', 'load_model', 'Pair', 'freeze', 'load_pair', 'layer_pairs',
-           'moe_layers', 'expert_outputs', 'routing', 'ExpertCapture', 'recombine', 'SignalSpec', 'TeacherSignal',
-           'gather_positions', 'attention_at', 'token_logprobs', 'chunk_sums', 'restrict_to_student',
-           'teacher_nats_bytes', 'live_signal', 'StudentOutputs', 'student_forward', 'ModelDims', 'model_dims',
+__all__ = ['TORCH_DTYPES', 'LAYER_LISTS', 'BLOCK_NAMES', 'PRECISION_KL_LIMIT', 'ModelLoadError', 'load_model', 'Pair', 'freeze',
+           'load_pair', 'ModelStructureError', 'decoder', 'decoder_layers', 'layer_block', 'layer_pairs', 'moe_layers',
+           'expert_outputs', 'routing', 'ExpertCapture', 'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions',
+           'attention_at', 'token_logprobs', 'chunk_sums', 'restrict_to_student', 'teacher_nats_bytes', 'live_signal',
+           'StudentOutputs', 'student_forward', 'ModelDims', 'model_dims', 'LiveTeacher', 'tokens_per_second',
            'PrecisionCheck', 'teacher_precision_check', 'signal_nonfinite']
 
 # %% ../nbs/04_teacher.ipynb #a3df924d
@@ -102,6 +103,49 @@ def load_pair(cfg: DistillConfig, device=None, with_teacher: bool = True, profil
     return Pair(freeze(teacher).to(device) if teacher is not None else None, student.to(device), ttok, stok,
                 time.perf_counter() - t0)
 
+# %% ../nbs/04_teacher.ipynb #62d41dcc
+class ModelStructureError(ConfigError):
+    "A model whose decoder layers, attention or MLP blocks are not where the known families keep them."
+
+LAYER_LISTS = ("layers", "h", "blocks", "block")
+BLOCK_NAMES = {"attention": ("self_attn", "attn", "attention", "self_attention"),
+               "mlp": ("mlp", "feed_forward", "block_sparse_moe", "ffn")}
+
+def _decoder_candidates(model) -> list:
+    "Where the decoder stack may be: what `get_decoder()` returns (4.x and 5.x differ in their fallbacks), the base model."
+    model = getattr(model, "module", model)           # a DDP wrapper
+    try: dec = model.get_decoder()
+    except (AttributeError, NotImplementedError, ValueError): dec = None
+    out = [m for m in (dec, getattr(model, "base_model", None), model) if isinstance(m, torch.nn.Module)]
+    return list(dict.fromkeys(out))
+
+def _layer_list(module):
+    for name in LAYER_LISTS:
+        layers = getattr(module, name, None)
+        if isinstance(layers, torch.nn.ModuleList): return layers
+    return None
+
+def decoder(model):
+    "The model's decoder stack: the first candidate holding the list of decoder layers."
+    cands = _decoder_candidates(model)
+    return next((m for m in cands if _layer_list(m) is not None), cands[0])
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    "The list of decoder layers, found by name in the decoder."
+    layers = _layer_list(decoder(model))
+    if layers is not None: return layers
+    raise ModelStructureError(f"{type(getattr(model, 'module', model)).__name__}: no list of decoder layers "
+                              f"(looked in {', '.join(type(m).__name__ for m in _decoder_candidates(model))} "
+                              f"for {', '.join(LAYER_LISTS)})")
+
+def layer_block(model, i: int, kind: str) -> torch.nn.Module:
+    "Decoder layer `i`'s attention or MLP block (`kind`), found by name."
+    layer = decoder_layers(model)[i]
+    for name in BLOCK_NAMES[kind]:
+        if isinstance(getattr(layer, name, None), torch.nn.Module): return getattr(layer, name)
+    raise ModelStructureError(f"{type(getattr(model, 'module', model)).__name__}: layer {i} ({type(layer).__name__}) has no "
+                              f"{kind} block (looked for {', '.join(BLOCK_NAMES[kind])})")
+
 # %% ../nbs/04_teacher.ipynb #97f998e9
 def layer_pairs(n_student: int, n_teacher: int, k: int) -> list[tuple[int, int]]:
     "`k` (student, teacher) hidden-state indices, evenly spaced over depth, ending at both last layers."
@@ -111,7 +155,7 @@ def layer_pairs(n_student: int, n_teacher: int, k: int) -> list[tuple[int, int]]
 def moe_layers(model) -> list[int]:
     "Indices (0-based) of the decoder layers whose MLP is a mixture of experts."
     out = []
-    for i, layer in enumerate(model.base_model.layers):
+    for i, layer in enumerate(decoder_layers(model)):
         mlp = getattr(layer, "mlp", None)
         if mlp is not None and hasattr(mlp, "experts") and hasattr(mlp, "gate"): out.append(i)
     return out
@@ -149,7 +193,7 @@ class ExpertCapture:
         self.model, self.layers, self.handles, self.seen = model, list(layers), [], {}
     def __enter__(self):
         for i in self.layers:
-            mlp = self.model.base_model.layers[i].mlp
+            mlp = layer_block(self.model, i, "mlp")
             def block(mod, args, out, i=i):
                 self.seen.setdefault(i, {}).update(x=args[0], out=out[0] if isinstance(out, tuple) else out)
             def gate(mod, args, out, i=i):
@@ -217,6 +261,7 @@ def gather_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     idx = pos.clamp(min=0).reshape(*pos.shape, *([1] * (x.dim() - 2))).expand(*pos.shape, *x.shape[2:])
     return x.gather(1, idx)
 
+# %% ../nbs/04_teacher.ipynb #e8c8c406
 def attention_at(att: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     "Attention [B, heads, L, L] restricted to rows and columns at pos [B, C] (chunk ends), heads averaged, causal, renormalized: [B, C, C]."
     a = att.float().mean(1)                                              # heads averaged
@@ -260,6 +305,7 @@ def _teacher_nats_bytes(teacher, batch: dict, first_bytes=None) -> tuple[float, 
                                                    ignore_index=-100, reduction="sum"))
     return nats, float(batch["n_bytes"].sum()) - (float(first_bytes(batch)) if first_bytes else 0.0)
 
+# %% ../nbs/04_teacher.ipynb #213177cd
 def live_signal(teacher, batch: dict, spec: SignalSpec, student_of_teacher: torch.Tensor | None = None,
                 dtype=None) -> TeacherSignal:
     """Run the frozen teacher on the batch and lay its signal out on the chunk slots. The teacher runs in its own
@@ -267,17 +313,18 @@ def live_signal(teacher, batch: dict, spec: SignalSpec, student_of_teacher: torc
     with torch.autocast(batch["teacher_input_ids"].device.type, enabled=False):
         return _live_signal(teacher, batch, spec, student_of_teacher, dtype)
 
+# %% ../nbs/04_teacher.ipynb #00936199
 def _live_signal(teacher, batch, spec, student_of_teacher, dtype) -> TeacherSignal:
     assert not teacher.training, "the teacher must be in eval mode"
     ids, am = batch["teacher_input_ids"], batch["teacher_attention_mask"]
     pos, cm = batch["chunk_teacher_end"] - 1, batch["chunk_mask"]
-    att_mods = {l: teacher.base_model.layers[l - 1].self_attn for l in spec.attention_layers}
+    att_mods = {l: layer_block(teacher, l - 1, "attention") for l in spec.attention_layers}
     att_seen, handles = {}, []
     for l, mod in att_mods.items():
         handles.append(mod.register_forward_hook(lambda m, a, o, l=l: att_seen.__setitem__(l, o[1])))
     try:
         with ExpertCapture(teacher, spec.expert_layers) as cap:
-            out = teacher.base_model(input_ids=ids, attention_mask=am, output_hidden_states=True, use_cache=False)
+            out = decoder(teacher)(input_ids=ids, attention_mask=am, output_hidden_states=True, use_cache=False)
     finally:
         for h in handles: h.remove()
     head, sig = teacher.get_output_embeddings(), TeacherSignal()
@@ -305,10 +352,11 @@ def _live_signal(teacher, batch, spec, student_of_teacher, dtype) -> TeacherSign
     sig.hidden = {l: gather_positions(out.hidden_states[l], pos) for l in spec.hidden_layers}
     for l in spec.attention_layers:
         if att_seen.get(l) is None:
-            raise RuntimeError("the attention objective needs attention weights: load the teacher with attn_implementation='eager'")
+            raise ModelStructureError("alpha_attention: the teacher returned no attention weights; load it with "
+                                      "attn_implementation='eager' (sdpa returns none)")
         sig.attention[l] = attention_at(att_seen[l], pos, cm)
     for l in spec.expert_layers:
-        seen, mlp = cap.seen[l], teacher.base_model.layers[l].mlp
+        seen, mlp = cap.seen[l], layer_block(teacher, l, "mlp")
         x = gather_positions(seen["x"].reshape(b, ids.shape[1], -1), pos).reshape(b * c, -1)
         logits = gather_positions(seen["logits"].reshape(b, ids.shape[1], -1), pos).reshape(b * c, -1)
         sig.expert_out[l] = expert_outputs(mlp, x).view(b, c, -1, x.shape[-1])
@@ -328,7 +376,7 @@ def student_forward(student, batch: dict, attention_layers=()) -> StudentOutputs
     seen, handles = {}, []
     inner = getattr(student, "module", student)        # hooks on the model inside a DDP wrapper; forward through it
     for l in attention_layers:
-        handles.append(inner.base_model.layers[l - 1].self_attn.register_forward_hook(
+        handles.append(layer_block(inner, l - 1, "attention").register_forward_hook(
             lambda m, a, o, l=l: seen.__setitem__(l, o[1])))
     try:
         out = student(input_ids=batch["student_input_ids"], attention_mask=batch["student_attention_mask"],
@@ -336,7 +384,8 @@ def student_forward(student, batch: dict, attention_layers=()) -> StudentOutputs
     finally:
         for h in handles: h.remove()
     if any(seen.get(l) is None for l in attention_layers):
-        raise RuntimeError("the attention objective needs attention weights: load the student with attn_implementation='eager'")
+        raise ModelStructureError("alpha_attention: the student returned no attention weights; load it with "
+                                  "attn_implementation='eager' (sdpa returns none)")
     return StudentOutputs(out.logits, out.hidden_states, seen)
 
 @dataclass
@@ -352,10 +401,47 @@ def model_dims(model) -> ModelDims:
     moe = tuple(moe_layers(model))
     n_exp = 0
     if moe:
-        ex = model.base_model.layers[moe[0]].mlp.experts
+        ex = layer_block(model, moe[0], "mlp").experts
         n_exp = ex.gate_up_proj.shape[0] if _is_fused(ex) else len(ex)
-    return ModelDims(len(model.base_model.layers), model.config.hidden_size,
+    return ModelDims(len(decoder_layers(model)), model.config.hidden_size,
                      model.get_input_embeddings().weight.shape[0], moe, n_exp)
+
+# %% ../nbs/04_teacher.ipynb #45a66e4d
+class LiveTeacher:
+    "The teacher model as a teacher source: its signal computed now, for each batch."
+    def __init__(self, model, tokenizer, student_of_teacher: torch.Tensor | None = None):
+        self.model, self.student_of_teacher = model, student_of_teacher
+        self.dims = model_dims(model)
+        self.params = sum(p.numel() for p in model.parameters())
+        self.dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        self.teacher_bits_per_byte = None                # measured on the student's held-out windows by the evaluation
+        self._bytes, self._bos = token_bytes(tokenizer), bool(special_frame(tokenizer).prefix)
+        self._vocab = len(tokenizer)
+
+    def check_spec(self, spec: SignalSpec): pass         # the live teacher gives every part of the signal
+
+    def signal(self, batch: dict, split: str, spec: SignalSpec) -> TeacherSignal:
+        return live_signal(self.model, batch, spec, self.student_of_teacher, dtype=torch.float32)
+
+    def _first_bytes(self, batch: dict) -> int:
+        "Bytes of each row's first token, which nothing predicts when the teacher has no BOS."
+        return sum(len(self._bytes[int(i)]) for i in batch["teacher_input_ids"][:, 0].tolist())
+
+    def nats_bytes(self, batch: dict) -> tuple[float, float]:
+        return teacher_nats_bytes(self.model, batch, None if self._bos else self._first_bytes)
+
+    def tokens_per_second(self, n: int = 128, reps: int = 3) -> float:
+        return tokens_per_second(self.model, self._vocab, n, reps)
+
+def tokens_per_second(model, vocab: int, n: int = 128, reps: int = 3) -> float:
+    "Inference tokens/s of `model` on one random sequence of `n` tokens (after one warm-up pass)."
+    ids = torch.randint(0, vocab, (1, n), device=next(model.parameters()).device)
+    was = model.training; model.eval()
+    with torch.no_grad():
+        model(ids); t0 = time.perf_counter()
+        for _ in range(reps): model(ids)
+    if was: model.train()
+    return reps * ids.numel() / (time.perf_counter() - t0)
 
 # %% ../nbs/04_teacher.ipynb #7b0f2e2b
 PRECISION_KL_LIMIT = 0.02        # nats per token between the fp32 and the candidate teacher's next-token distributions
@@ -389,7 +475,7 @@ def _run_for_check(model, batches):
     for b in batches:
         ids, am = b["teacher_input_ids"].to(dev), b["teacher_attention_mask"].to(dev)
         with torch.autocast(dev.type, enabled=False):
-            out = model.base_model(input_ids=ids, attention_mask=am, output_hidden_states=True, use_cache=False)
+            out = decoder(model)(input_ids=ids, attention_mask=am, output_hidden_states=True, use_cache=False)
         for l, h in enumerate(out.hidden_states):
             h = h[am.bool()].float()
             bad |= not bool(torch.isfinite(h).all())
@@ -398,6 +484,7 @@ def _run_for_check(model, batches):
         last.append(out.last_hidden_state[am.bool()])
     return biggest, where, bad, torch.cat(last)
 
+# %% ../nbs/04_teacher.ipynb #fd0bb519
 @torch.no_grad()
 def teacher_precision_check(teacher, batches, dtype=torch.float16, slice_size: int = 256) -> tuple[PrecisionCheck, object]:
     """Check `dtype` against the fp32 `teacher` on `batches`; returns the check and the teacher copy in `dtype`. The

@@ -10,33 +10,34 @@ import math
 import os
 import shutil
 import signal
-import sys
 import time
+import uuid
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .align import special_frame, token_bytes, vocab_map
-from .config import (ConfigError, DistillConfig, atomic_write_text, config_changes, curriculum_weights, format_changes,
-                               lr_curve, make_scheduler, resolve_gpu_profile, resolve_precision, resolve_teacher_dtype)
-from .data import DualCollator, build_data
+from .config import (ConfigError, DistillConfig, StepPlan, atomic_write_text, config_changes, curriculum_weights,
+                               format_changes, load_config, lr_curve, make_scheduler, resolve_gpu_profile, resolve_precision)
 from .guards import MemoryGuard, Progress, TimeBudget, is_oom, session_start
 from .inputs import CKPT_DIR, Inputs, checkpoints, default_roots, resolve_sources
-from .losses import Objectives, combine, nonfinite
+from .losses import OBJECTIVES, cacheable_config, combine, nonfinite
+from .run import RunSetup, any_process, per_process, setup_run
 from .student import model_card, publish_student, save_dtype_name, save_student
-from .teacher import (gather_positions, live_signal, load_pair, model_dims, signal_nonfinite, student_forward,
-                                teacher_nats_bytes, teacher_precision_check)
+from .teacher import gather_positions, signal_nonfinite, student_forward, tokens_per_second
 
 # %% auto #0
-__all__ = ['CKPT_FILES', 'RESUME_CAN_CHANGE', 'STOPPED_FILE', 'TEACHER_HINT', 'EXIT_OK', 'EXIT_STOPPED', 'FEATURE_TYPE', 'fmt_lr',
-           'TrainState', 'epoch_order', 'micro_batches', 'CheckpointError', 'UnsafeCheckpoint', 'read_state', 'run_of',
-           'check_checkpoint', 'find_resume', 'resume_point', 'rng_state', 'set_rng_state', 'schedule_at',
-           'save_checkpoint', 'load_checkpoint', 'resume_changes', 'held_run', 'start_or_resume', 'move_aside',
-           'evaluate', 'held_out_batches', 'teacher_signal', 'make_accelerator', 'adapt_to_processes', 'StopRun',
-           'TrainResult', 'train', 'setup_run', 'choose_teacher_precision', 'format_summary', 'ce_only', 'run_train',
-           'evaluate_saved', 'run_eval']
+__all__ = ['CKPT_FILES', 'RESUME_CAN_CHANGE', 'STOPPED_FILE', 'TEACHER_HINT', 'fmt_lr', 'TrainState', 'epoch_order',
+           'micro_batches', 'CheckpointError', 'UnsafeCheckpoint', 'read_state', 'run_of', 'check_checkpoint',
+           'find_resume', 'resume_point', 'rng_state', 'set_rng_state', 'schedule_at', 'save_checkpoint',
+           'load_checkpoint', 'resume_changes', 'held_run', 'start_or_resume', 'move_aside', 'evaluate',
+           'held_out_batches', 'make_accelerator', 'adapt_to_processes', 'make_optimizer', 'StopRun', 'TrainResult',
+           'Session', 'write_metrics', 'StepSums', 'optimizer_step', 'train', 'start_session', 'prepare',
+           'resume_state', 'first_writes', 'plan_record', 'loop', 'next_group', 'step_or_shrink', 'after_step',
+           'why_stop', 'do_eval', 'do_save', 'stop', 'emergency_save', 'finish', 'format_summary', 'ce_only',
+           'run_train', 'evaluate_saved', 'run_eval']
 
 # %% ../nbs/06_trainer.ipynb #fef7f63a
 def fmt_lr(lr: float) -> str:
@@ -104,6 +105,7 @@ def _load_pickle(f: Path, trust: bool = False):
         raise UnsafeCheckpoint(f"checkpoint {f.parent}: {f.name} holds objects whose unpickling could run code; not loaded "
                                "(if you wrote this checkpoint yourself: --trust-checkpoint)") from None
 
+# %% ../nbs/06_trainer.ipynb #c1cea9a2
 def check_checkpoint(ckpt, trust: bool = False) -> TrainState:
     "Read every file of checkpoint `ckpt` as a resume would, running no code; its state, or a one-line error naming the file."
     from safetensors import safe_open
@@ -145,6 +147,7 @@ def find_resume(found, log=print, trust: bool = False) -> Path | None:
                               "--overwrite to move this one aside")
     return None
 
+# %% ../nbs/06_trainer.ipynb #a8e8a660
 def resume_point(out_dir: Path, runs, log=print, trust: bool = False) -> Path | None:
     """The checkpoint `resume="auto"` continues: the newest readable one of the run in `out_dir`; when `out_dir` has no
     checkpoint, the newest readable one of a previous run found under the input roots (`runs`, from `Inputs.runs`), which
@@ -194,6 +197,7 @@ def schedule_at(scheduler, step: int):
     for g, lr in zip(scheduler.optimizer.param_groups, lrs): g["lr"] = lr
     scheduler._last_lr = lrs
 
+# %% ../nbs/06_trainer.ipynb #aa6a9dba
 def save_checkpoint(accelerator, root: Path, state: TrainState, cfg: DistillConfig, keep: int, student, objectives,
                     optimizer, ema=None) -> Path:
     """Write checkpoint `step-N` under a temporary name, flush it to the disk, rename it; prune this run's checkpoints to
@@ -227,6 +231,7 @@ def save_checkpoint(accelerator, root: Path, state: TrainState, cfg: DistillConf
     accelerator.wait_for_everyone()
     return final
 
+# %% ../nbs/06_trainer.ipynb #d02dd916
 def load_checkpoint(ckpt: Path, accelerator, student, objectives, optimizer, ema=None, trust: bool = False) -> TrainState:
     """Load `ckpt` (checked by `check_checkpoint`) into the run's modules and optimizer. The optimizer keeps its moments
     and step counts but this config's hyperparameters (the LR comes from the schedule, `schedule_at`)."""
@@ -250,11 +255,12 @@ def load_checkpoint(ckpt: Path, accelerator, student, objectives, optimizer, ema
     return read_state(ckpt)
 
 # %% ../nbs/06_trainer.ipynb #e18fac97
-RESUME_CAN_CHANGE = ("learning_rate", "projector_lr", "router_lr", "weight_decay", "adam_epsilon", "max_grad_norm",
+RESUME_CAN_CHANGE = ("learning_rate", "projector_lr", "router_lr", "weight_decay", "adam_beta1", "adam_beta2",
+                     "adam_epsilon", "max_grad_norm",
                      "batch_size", "gradient_accumulation_steps", "num_processes", "gradient_checkpointing", "eval_steps",
                      "save_steps", "logging_steps", "save_total_limit", "early_stopping_patience", "early_stopping_min_delta",
                      "mixed_precision", "gpu_profile", "teacher_dtype", "memory_threshold", "time_budget_hours",
-                     "output_dir", "logging_dir", "progress_seconds", "save_dtype", "push_to_hub", "kaggle_model")
+                     "output_dir", "progress_seconds", "save_dtype", "push_to_hub", "kaggle_model")
 
 def resume_changes(before: DistillConfig, cfg: DistillConfig, where) -> dict:
     "The config changes since checkpoint `where` that a resumed run applies; a one-line refusal naming any it cannot."
@@ -282,6 +288,7 @@ def held_run(out_dir) -> tuple[str, str] | None:
     if (out_dir / "student").is_dir() or (out_dir / "summary.json").is_file(): return "", "a finished run's student"
     return None
 
+# %% ../nbs/06_trainer.ipynb #ef08ffda
 def start_or_resume(cfg: DistillConfig, resume: str | None, runs=(), *, overwrite: bool = False, trust: bool = False,
                     log=print) -> tuple[Path | None, dict]:
     """Which run this is, decided before anything loads or is written: (the checkpoint it continues, or None for a new
@@ -324,8 +331,10 @@ def move_aside(out_dir: Path) -> Path:
 # %% ../nbs/06_trainer.ipynb #610779c2
 @torch.no_grad()
 def evaluate(student, teacher, objectives, batches, cfg: DistillConfig, accelerator, progress: float,
-             teacher_first_bytes=None, teacher_bpb: float | None = None) -> dict:
-    "Held-out metrics of `student` (see above), reduced over processes; a known `teacher_bpb` (the frozen teacher on the same windows) is not recomputed."
+             teacher_bpb: float | None = None) -> dict:
+    """Held-out metrics of `student` (see above) with the teacher source `teacher`, reduced over processes; a known
+    `teacher_bpb` (the frozen teacher on the same windows, or the cache's) is not recomputed."""
+    teacher_bpb = teacher_bpb if teacher_bpb is not None else teacher.teacher_bits_per_byte
     was = student.training, objectives.training
     student.eval(); objectives.eval()
     sums, counts = {}, {}
@@ -333,7 +342,7 @@ def evaluate(student, teacher, objectives, batches, cfg: DistillConfig, accelera
     for batch in batches:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
-            sig = teacher_signal(teacher, batch, objectives.spec, _s2t(objectives), "eval")
+            sig = teacher.signal(batch, "eval", objectives.spec)
             if signal_nonfinite(sig):      # never in a loss: the batch is left out, and counted
                 tot["t_bad"] += 1; continue
             so = student_forward(student, batch, [s for s, _ in objectives.att_pairs])
@@ -342,7 +351,7 @@ def evaluate(student, teacher, objectives, batches, cfg: DistillConfig, accelera
         for k, v in objectives.counts(batch).items(): counts[k] = counts.get(k, 0) + v
         tot["lm_nats"] += float(s["lm"]); tot["pred_bytes"] += float(batch["n_predicted_bytes"].sum())
         if teacher_bpb is None:      # teacher bits per byte on the same windows
-            nats, nbytes = teacher_nats_bytes(teacher, batch, teacher_first_bytes)
+            nats, nbytes = teacher.nats_bytes(batch)
             tot["t_nats"] += nats; tot["t_bytes"] += nbytes
         if sig.topk_student_ids is not None:
             pos = batch["chunk_student_end"] - 1
@@ -379,14 +388,6 @@ def held_out_batches(dataset, collate, batch_size: int, rank: int = 0, world: in
         out.append({**collate([dataset[i] for i in idx]), "window_index": torch.as_tensor(idx, dtype=torch.long)})
     return out
 
-def _s2t(objectives):
-    return getattr(objectives, "student_of_teacher", None)
-
-def teacher_signal(teacher, batch: dict, spec, student_of_teacher, split: str):
-    "The teacher's signal for a batch: from the live teacher, or from a teacher cache (`sad-cache`) on the same windows."
-    if getattr(teacher, "is_cache", False): return teacher.signal(batch, split, spec, student_of_teacher)
-    return live_signal(teacher, batch, spec, student_of_teacher, dtype=torch.float32)
-
 # %% ../nbs/06_trainer.ipynb #8286b450
 STOPPED_FILE = "stopped.json"       # written by a stopped (resumable) run: step, reason, checkpoint
 TEACHER_HINT = ("; the teacher's output was non-finite: it overflows in its dtype, so run it in fp32 "
@@ -413,18 +414,6 @@ def make_accelerator(precision: str, faults: dict | None = None):
         acc.native_amp, acc.scaler = True, torch.amp.GradScaler("cpu")
     return acc
 
-def _any_process(accelerator, flags: list) -> list[bool]:
-    "The element-wise maximum of `flags` over every process: one decision that all processes then act on."
-    if accelerator.num_processes == 1: return [bool(f) for f in flags]
-    t = torch.tensor([float(f) for f in flags], device=accelerator.device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return [bool(x) for x in t.tolist()]
-
-def _per_process(accelerator, value: float) -> list[float]:
-    "`value` of every process, in process order."
-    if accelerator.num_processes == 1: return [value]
-    return accelerator.gather(torch.tensor([float(value)], device=accelerator.device)).tolist()
-
 def adapt_to_processes(state: TrainState, processes: int) -> list[str]:
     "Carry a resumed `state` written by another number of processes over to `processes`; returns what the log says."
     old = state.num_processes or 1
@@ -447,109 +436,21 @@ def adapt_to_processes(state: TrainState, processes: int) -> list[str]:
     state.num_processes = processes
     return lines
 
-# %% ../nbs/06_trainer.ipynb #d33e1998
-class _null:
-    def __enter__(self): return self
-    def __exit__(self, *a): return False
+# %% ../nbs/06_trainer.ipynb #762f6331
+def make_optimizer(cfg: DistillConfig, student, objectives) -> torch.optim.AdamW:
+    "AdamW over the student, projectors and router: decay on matrices, none on biases and norm weights."
+    parts = {"student": ([p for p in student.parameters() if p.requires_grad], cfg.learning_rate),
+             **dict(zip(("projectors", "router"), zip(objectives.parameter_groups().values(),
+                                                     (cfg.projector_lr or cfg.learning_rate, cfg.router_lr))))}
+    decay = [{"params": [p for p in ps if p.ndim >= 2], "lr": lr, "name": n} for n, (ps, lr) in parts.items()]
+    no_decay = [{"params": [p for p in ps if p.ndim < 2], "lr": lr, "name": f"{n}_no_decay", "weight_decay": 0.0}
+                for n, (ps, lr) in parts.items()]
+    return torch.optim.AdamW(decay + no_decay, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                             betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
 
-def _skip(state, record, causes: list, say, **extra) -> dict:
-    state.skipped += 1; state.consecutive_skips += 1
-    for c in causes: state.skipped_by[c] = state.skipped_by.get(c, 0) + 1
-    say(f"optimizer step {state.step + 1} skipped: non-finite {', '.join(causes)} (skipped so far: {state.skipped})")
-    record.update(skipped=True, nonfinite=causes, loss=float("nan"), raw={}, weighted={}, **extra)
-    return record
-
-def _optimizer_step(group, state, cfg, plan, accelerator, student, objectives, obj, teacher, optimizer, ema, faults, say):
-    "One optimizer step over the micro-batches in `group`, the same decision on every process; returns its metrics record."
-    dev, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
-    group = [{k: v.to(dev) for k, v in mb.items()} for mb in group]
-    counts = {}
-    for mb in group:
-        for k, v in obj.counts(mb).items(): counts[k] = counts.get(k, 0) + v
-    if world > 1:         # normalize by the global count
-        keys = sorted(counts)
-        t = accelerator.reduce(torch.tensor([counts[k] for k in keys], device=dev, dtype=torch.float64), reduction="sum")
-        counts = dict(zip(keys, (int(x) for x in t.tolist())))
-    weights = curriculum_weights(cfg, state.step / plan.total_steps)
-    raw_tot, w_tot, extra_all, toks = {}, {}, {}, 0
-    on_rank = faults.get("nan_rank", rank) == rank
-    here = state.step in faults.get("nan_steps", []) and on_rank
-    for i, mb in enumerate(group):
-        bad, t_bad, oom = [], [], False
-        ctx = accelerator.no_sync(student) if i < len(group) - 1 and world > 1 else _null()
-        with ctx:
-            try:
-                if state.step in faults.get("oom_steps", []) and faults.get("oom_rank", rank) == rank \
-                        and state.step not in faults.setdefault("_oom_done", []):
-                    faults["_oom_done"].append(state.step); raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-                with accelerator.autocast():
-                    sig = teacher_signal(teacher, mb, obj.spec, obj.student_of_teacher, "train")
-                    if state.step in faults.get("teacher_nan_steps", []) and on_rank and sig.topk_logprobs is not None:
-                        sig.topk_logprobs = sig.topk_logprobs * float("nan")
-                    t_bad = signal_nonfinite(sig)
-                    if not t_bad:
-                        so = student_forward(student, mb, [s for s, _ in obj.att_pairs])
-                        sums, extra = objectives(mb, so, sig)
-                        if here and "kd" in sums: sums["kd"] = sums["kd"] * float("nan")
-                        loss, raw, weighted = combine(sums, counts, weights)
-                        bad = nonfinite(raw)
-            except Exception as e:
-                if not is_oom(e): raise
-                oom = True
-            comps = obj.components()      # the same list on every process: the skip names the components of all
-            flags = _any_process(accelerator, [bool(t_bad), bool(bad), oom] + [c in bad for c in comps])
-            any_t, any_bad, any_oom = flags[:3]
-            if any_oom: raise torch.OutOfMemoryError("out of memory on " + ("this process" if oom else "another process"))
-            if any_bad: bad = [c for c, f in zip(comps, flags[3:]) if f] or bad or ["loss"]
-            if any_t or any_bad: break
-            accelerator.backward(loss * world)     # DDP averages over processes; the loss is already this one's share
-        for c in raw:
-            raw_tot[c] = raw_tot.get(c, 0.0) + float(raw[c].detach()); w_tot[c] = w_tot.get(c, 0.0) + float(weighted[c].detach())
-        extra_all.update(extra)
-        toks += int(mb["student_attention_mask"].sum())
-    lr = optimizer.param_groups[0]["lr"]
-    record = {"step": state.step + 1, "kind": "train", "lr": lr, "lr_projectors": optimizer.param_groups[1]["lr"],
-              "lr_router": optimizer.param_groups[2]["lr"], "batch_size": state.batch_size,
-              "accumulation": state.accumulation}
-    scaler = accelerator.scaler
-    if scaler is not None: record["loss_scale"] = float(scaler.get_scale())
-    if any_t or any_bad:
-        optimizer.zero_grad(set_to_none=True)        # nothing was unscaled: the scaler stays consistent
-        record["_tokens"] = 0
-        if any_t: return _skip(state, record, ["teacher"], say, teacher_nonfinite=t_bad or ["on another process"])
-        return _skip(state, record, bad, say)
-    if world > 1:          # each process holds its share of the global mean: their sum is the mean
-        keys = list(raw_tot)          # the same order on every process (the same code ran)
-        t = accelerator.reduce(torch.tensor([raw_tot[c] for c in keys] + [w_tot[c] for c in keys] + [toks],
-                                            device=dev, dtype=torch.float64), reduction="sum").tolist()
-        raw_tot, w_tot, toks = dict(zip(keys, t[:len(keys)])), dict(zip(keys, t[len(keys):-1])), int(t[-1])
-    record["_tokens"] = toks
-    if faults.get("overflow_steps") and state.step in faults["overflow_steps"]:       # tests: an fp16 gradient overflow
-        next(p for p in student.parameters() if p.grad is not None).grad.fill_(float("inf"))
-    grad_norm = accelerator.clip_grad_norm_(list(student.parameters()) + list(objectives.parameters()), cfg.max_grad_norm)
-    record["grad_norm"] = float(grad_norm)
-    if not math.isfinite(record["grad_norm"]):   # the same on every process: the gradients were all-reduced
-        if scaler is None:
-            optimizer.zero_grad(set_to_none=True)
-            return _skip(state, record, ["grad_norm"], say)
-        optimizer.step()                         # the scaler sees the inf: no update, and a lower scale
-        optimizer.zero_grad(set_to_none=True)
-        return _skip(state, record, ["fp16_overflow"], say, fp16_overflow=True, loss_scale_next=float(scaler.get_scale()))
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    state.consecutive_skips = 0
-    if accelerator.optimizer_step_was_skipped:     # the scaler found an inf the norm did not show: also counted
-        state.skipped += 1; state.skipped_by["fp16_overflow"] = state.skipped_by.get("fp16_overflow", 0) + 1
-        record["fp16_overflow"] = True
-    elif ema is not None:
-        ema.update_parameters(accelerator.unwrap_model(student))
-    record.update(loss=sum(w_tot.values()), raw=raw_tot, weighted=w_tot, **{k: v for k, v in extra_all.items()})
-    record.update({f"raw_{c}": v for c, v in raw_tot.items()}, **{f"weighted_{c}": v for c, v in w_tot.items()})
-    return record
-
-# %% ../nbs/06_trainer.ipynb #c054c162
+# %% ../nbs/06_trainer.ipynb #a485cdad
 class StopRun(Exception):
-    "Raised inside the loop to stop cleanly (signal, time budget, too many skipped steps)."
+    "Raised inside the loop to stop cleanly (signal, time budget, too many skipped steps, early stopping)."
 
 @dataclass
 class TrainResult:
@@ -558,320 +459,303 @@ class TrainResult:
     stopped: str | None             # None when finished; else why it stopped (resume to continue)
     final_metrics: dict
 
-def _log_line(step, total, lr, raw, weighted, tok_s, skipped) -> str:
-    comps = " ".join(f"{c} {float(v):.3f}" for c, v in raw.items())
-    return f"step {step}/{total} | lr {fmt_lr(lr)} | loss {sum(float(w) for w in weighted.values()):.4f} | {comps} | {tok_s:,.0f} tok/s | skipped {skipped}"
+@dataclass
+class Session:
+    "One session of a run: what `start_session` builds and every later step reads."
+    cfg: DistillConfig
+    accelerator: object
+    setup: RunSetup                  # pair, data, collate, objectives (unwrapped), teacher source
+    plan: StepPlan
+    budget: TimeBudget
+    profile: str                     # the GPU profile the run plans for
+    precision: str                   # the accelerator's mixed precision
+    faults: dict                     # injected failures (reliability tests only; empty in real runs)
+    log: object                      # every process's log
+    callback: object = None          # receives every metrics record on the main process (the plots' hook)
+    student: object = None           # prepared by accelerate (DDP-wrapped with several processes)
+    objectives: object = None        # prepared by accelerate
+    optimizer: object = None
+    scheduler: object = None
+    ema: object = None
+    guard: MemoryGuard = None
+    eval_batches: list = field(default_factory=list)
+    state: TrainState = None
+    bar: Progress = None
+    got_signal: str | None = None    # SIGTERM/SIGINT received by this process
+    saved_step: int | None = None    # the step of this session's last checkpoint (a stop right after a save saves once)
+    tokens: int = 0                  # tokens since the last component line
+    t_last: float = 0.0              # ... and when that line was written
 
+    @property
+    def out_dir(self) -> Path: return Path(self.cfg.output_dir)
+    @property
+    def main(self) -> bool: return self.accelerator.is_main_process
+    @property
+    def world(self) -> int: return self.accelerator.num_processes
+    def say(self, *a, **k):
+        "Log on the main process only."
+        if self.main: self.log(*a, **k)
+
+def write_metrics(sess: Session, rec: dict):
+    "Append a record to `metrics.jsonl` (with the run's id) and hand it to the callback; the main process only."
+    rec = {**rec, "run": sess.state.run_id}
+    if not sess.main: return
+    with open(sess.out_dir / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
+    if sess.callback: sess.callback(rec)       # side effects (plots, files) belong to one process
+
+# %% ../nbs/06_trainer.ipynb #e7c4f4f3
+@dataclass
+class StepSums:
+    "What the micro-batches of one optimizer step added up, or why the step is skipped."
+    raw: dict = field(default_factory=dict)
+    weighted: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    tokens: int = 0
+    teacher_bad: list | None = None      # non-finite teacher fields (this process's, or "on another process")
+    bad: list | None = None              # non-finite loss components, of every process
+
+def _skip(sess: Session, record: dict, causes: list, **extra) -> dict:
+    st = sess.state
+    st.skipped += 1; st.consecutive_skips += 1
+    for c in causes: st.skipped_by[c] = st.skipped_by.get(c, 0) + 1
+    sess.say(f"optimizer step {st.step + 1} skipped: non-finite {', '.join(causes)} (skipped so far: {st.skipped})")
+    record.update(skipped=True, nonfinite=causes, loss=float("nan"), raw={}, weighted={}, **extra)
+    return record
+
+def _step_counts(sess: Session, group: list) -> dict:
+    "Valid positions of each component over the step's micro-batches and every process: the normalizers."
+    counts = {}
+    for mb in group:
+        for k, v in sess.setup.objectives.counts(mb).items(): counts[k] = counts.get(k, 0) + v
+    if sess.world > 1:
+        keys = sorted(counts)
+        t = sess.accelerator.reduce(torch.tensor([counts[k] for k in keys], device=sess.accelerator.device,
+                                                 dtype=torch.float64), reduction="sum")
+        counts = dict(zip(keys, (int(x) for x in t.tolist())))
+    return counts
+
+def _inject_oom(sess: Session):
+    "Tests: one out-of-memory error at each step of `faults['oom_steps']`, on process `oom_rank`."
+    f, step, rank = sess.faults, sess.state.step, sess.accelerator.process_index
+    if step in f.get("oom_steps", []) and f.get("oom_rank", rank) == rank and step not in f.setdefault("_oom_done", []):
+        f["_oom_done"].append(step); raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+# %% ../nbs/06_trainer.ipynb #3be59882
+def _forward_backward(sess: Session, group: list, counts: dict, weights: dict) -> StepSums:
+    "Per micro-batch: teacher signal, student forward, objectives, backward; every process decides the same before it."
+    acc, obj, st, f = sess.accelerator, sess.setup.objectives, sess.state, sess.faults
+    on_rank = f.get("nan_rank", acc.process_index) == acc.process_index
+    out = StepSums()
+    for i, mb in enumerate(group):
+        bad, t_bad, oom = [], [], False
+        with acc.no_sync(sess.student) if i < len(group) - 1 and sess.world > 1 else nullcontext():
+            try:
+                _inject_oom(sess)
+                with acc.autocast():
+                    sig = sess.setup.teacher.signal(mb, "train", obj.spec)
+                    if st.step in f.get("teacher_nan_steps", []) and on_rank and sig.topk_logprobs is not None:
+                        sig.topk_logprobs = sig.topk_logprobs * float("nan")
+                    t_bad = signal_nonfinite(sig)
+                    if not t_bad:
+                        so = student_forward(sess.student, mb, [s for s, _ in obj.att_pairs])
+                        sums, extra = sess.objectives(mb, so, sig)
+                        if st.step in f.get("nan_steps", []) and on_rank and "kd" in sums: sums["kd"] = sums["kd"] * float("nan")
+                        loss, raw, weighted = combine(sums, counts, weights)
+                        bad = nonfinite(raw)
+            except Exception as e:
+                if not is_oom(e): raise
+                oom = True
+            comps = obj.components()      # the same list on every process: the skip names the components of all
+            flags = any_process(acc, [bool(t_bad), bool(bad), oom] + [c in bad for c in comps])
+            if flags[2]: raise torch.OutOfMemoryError("out of memory on " + ("this process" if oom else "another process"))
+            if flags[0]: out.teacher_bad = t_bad or ["on another process"]; return out
+            if flags[1]: out.bad = [c for c, x in zip(comps, flags[3:]) if x] or bad or ["loss"]; return out
+            acc.backward(loss * sess.world)     # DDP averages over processes; the loss is already this one's share
+        for c in raw:
+            out.raw[c] = out.raw.get(c, 0.0) + float(raw[c].detach())
+            out.weighted[c] = out.weighted.get(c, 0.0) + float(weighted[c].detach())
+        out.extra.update(extra)
+        out.tokens += int(mb["student_attention_mask"].sum())
+    return out
+
+def _global_sums(sess: Session, s: StepSums) -> StepSums:
+    "Each process holds its share of the global mean: their sum over processes is the mean."
+    if sess.world == 1: return s
+    keys = list(s.raw)          # the same order on every process (the same code ran)
+    t = sess.accelerator.reduce(torch.tensor([s.raw[c] for c in keys] + [s.weighted[c] for c in keys] + [s.tokens],
+                                             device=sess.accelerator.device, dtype=torch.float64), reduction="sum").tolist()
+    s.raw, s.weighted, s.tokens = dict(zip(keys, t[:len(keys)])), dict(zip(keys, t[len(keys):-1])), int(t[-1])
+    return s
+
+# %% ../nbs/06_trainer.ipynb #7a92f581
+def _update(sess: Session, record: dict) -> bool:
+    "Unscale, clip and step, then EMA; False when a non-finite gradient norm skips the step (counted, in the record)."
+    acc, opt, st = sess.accelerator, sess.optimizer, sess.state
+    if st.step in sess.faults.get("overflow_steps", []):       # tests: an fp16 gradient overflow
+        next(p for p in sess.student.parameters() if p.grad is not None).grad.fill_(float("inf"))
+    params = list(sess.student.parameters()) + list(sess.objectives.parameters())
+    record["grad_norm"] = float(acc.clip_grad_norm_(params, sess.cfg.max_grad_norm))
+    if not math.isfinite(record["grad_norm"]):   # the same on every process: the gradients were all-reduced
+        if acc.scaler is None:
+            opt.zero_grad(set_to_none=True); _skip(sess, record, ["grad_norm"]); return False
+        opt.step()                               # the scaler sees the inf: no update, and a lower scale
+        opt.zero_grad(set_to_none=True)
+        _skip(sess, record, ["fp16_overflow"], fp16_overflow=True, loss_scale_next=float(acc.scaler.get_scale()))
+        return False
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    st.consecutive_skips = 0
+    if acc.optimizer_step_was_skipped:     # the scaler found an inf the norm did not show: also counted
+        st.skipped += 1; st.skipped_by["fp16_overflow"] = st.skipped_by.get("fp16_overflow", 0) + 1
+        record["fp16_overflow"] = True
+    elif sess.ema is not None:
+        sess.ema.update_parameters(acc.unwrap_model(sess.student))
+    return True
+
+def optimizer_step(sess: Session, group: list) -> dict:
+    "One optimizer step over the micro-batches in `group`, the same decision on every process; returns its metrics record."
+    group = [{k: v.to(sess.accelerator.device) for k, v in mb.items()} for mb in group]
+    weights = curriculum_weights(sess.cfg, sess.state.step / sess.plan.total_steps)
+    sums = _forward_backward(sess, group, _step_counts(sess, group), weights)
+    opt, st = sess.optimizer, sess.state
+    record = {"step": st.step + 1, "kind": "train", "lr": opt.param_groups[0]["lr"], "lr_projectors": opt.param_groups[1]["lr"],
+              "lr_router": opt.param_groups[2]["lr"], "batch_size": st.batch_size, "accumulation": st.accumulation}
+    if sess.accelerator.scaler is not None: record["loss_scale"] = float(sess.accelerator.scaler.get_scale())
+    if sums.teacher_bad or sums.bad:
+        opt.zero_grad(set_to_none=True)        # nothing was unscaled: the scaler stays consistent
+        record["_tokens"] = 0
+        if sums.teacher_bad: return _skip(sess, record, ["teacher"], teacher_nonfinite=sums.teacher_bad)
+        return _skip(sess, record, sums.bad)
+    sums = _global_sums(sess, sums)
+    record["_tokens"] = sums.tokens
+    if not _update(sess, record): return record
+    record.update(loss=sum(sums.weighted.values()), raw=sums.raw, weighted=sums.weighted, **sums.extra)
+    record.update({f"raw_{c}": v for c, v in sums.raw.items()}, **{f"weighted_{c}": v for c, v in sums.weighted.items()})
+    return record
+
+# %% ../nbs/06_trainer.ipynb #b4fb6f31
 def train(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callback=None, faults: dict | None = None,
           log=print, budget: TimeBudget | None = None, overwrite: bool = False, trust_checkpoint: bool = False) -> TrainResult:
     "Distil `cfg.teacher_model` into `cfg.student_model`; see the steps above."
-    import uuid
-    from accelerate.utils import broadcast_object_list, set_seed
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    sess = start_session(cfg, resume=resume, input_dirs=input_dirs, callback=callback, faults=faults, log=log,
+                         budget=budget, overwrite=overwrite, trust=trust_checkpoint)
+    def on_signal(signum, frame): sess.got_signal = signal.Signals(signum).name
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        final = loop(sess)
+    except StopRun as e:
+        final = stop(sess, str(e))
+        if final is None: return TrainResult(sess.state, sess.out_dir, str(e), sess.state.evals[-1] if sess.state.evals else {})
+    except BaseException:
+        emergency_save(sess)
+        raise
+    finally:
+        for s, h in old_handlers.items(): signal.signal(s, h)
+    return finish(sess, final)
 
+# %% ../nbs/06_trainer.ipynb #7863e5da
+def start_session(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(), callback=None, faults: dict | None = None,
+                  log=print, budget: TimeBudget | None = None, overwrite: bool = False, trust: bool = False) -> Session:
+    "Which run this is, its set-up, its state (new or resumed) and its first writes: a session ready to loop."
     import transformers
+    from accelerate.utils import set_seed
     transformers.utils.logging.disable_progress_bar()     # one bar: ours
-    faults = faults or {}
-    out_dir = Path(cfg.output_dir)
-    profile = resolve_gpu_profile(cfg)
+    faults, profile = faults or {}, resolve_gpu_profile(cfg)
     precision = resolve_precision(cfg.mixed_precision, profile)
     accelerator = make_accelerator(precision, faults)
-    main = accelerator.is_main_process
-    say = log if main else (lambda *a, **k: None)
+    say = log if accelerator.is_main_process else (lambda *a, **k: None)
     set_seed(cfg.seed)
-    if cfg.teacher_cache:                   # the teacher's signal from sad-cache: no teacher weights are loaded
-        from sad_kaggle.cache import cacheable_config
-        cfg, note = cacheable_config(cfg)
-        if note: say(note)
-
-    # -- which run: a new one, or the checkpoint it continues (read in full), decided before anything loads or is written
+    cfg, note = cacheable_config(cfg)        # a teacher cache serves some objectives only: the others off, said once
+    if note: say(note)
+    # which run: a new one, or the checkpoint it continues (read in full), decided before anything loads or is written
     inputs = Inputs(input_dirs)
     runs = inputs.runs()
-    ckpt, changes = start_or_resume(cfg, resume, runs, overwrite=overwrite, trust=trust_checkpoint, log=say)
-    held = held_run(out_dir) if overwrite else None
+    ckpt, changes = start_or_resume(cfg, resume, runs, overwrite=overwrite, trust=trust, log=say)
+    held = held_run(cfg.output_dir) if overwrite else None
     budget = budget or TimeBudget(cfg.time_budget_hours, floor=min(60.0, 360.0 * cfg.time_budget_hours))
-
-    # -- models, data, plan (every model and dataset resolved first: a local path, an attached input, the cache, the hub)
-    pair, data, obj, collate, t_first = setup_run(cfg, accelerator, inputs, log=say, faults=faults)
-    say(data.report())
-    tokenized = [int(x) for x in _per_process(accelerator, data.tokenized_batches)]
+    # models, data, objectives, teacher source (every model and dataset resolved first), then the plan
+    setup = setup_run(cfg, accelerator, inputs, log=say, faults=faults)
+    say(setup.data.report())
+    tokenized = [int(x) for x in per_process(accelerator, setup.data.tokenized_batches)]
     if accelerator.num_processes > 1:
         say(f"windows prepared once: document batches tokenized per process {tokenized} (the others read the first's "
             "datasets cache)")
-    plan = cfg.plan(len(data.train), accelerator.num_processes)
+    plan = cfg.plan(len(setup.data.train), accelerator.num_processes)
     say(plan.explain(cfg))
-    # -- optimizer (student, projections, router at router_lr), schedule over optimizer steps, EMA
-    groups = obj.parameter_groups()
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in pair.student.parameters() if p.requires_grad], "lr": cfg.learning_rate, "name": "student"},
-        {"params": groups["projectors"], "lr": cfg.projector_lr or cfg.learning_rate, "name": "projectors"},
-        {"params": groups["router"], "lr": cfg.router_lr, "name": "router"}],
-        lr=cfg.learning_rate, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
-    scheduler = make_scheduler(optimizer, cfg, plan)
-    student, objectives, optimizer = accelerator.prepare(pair.student, obj, optimizer)
-    ema = None
-    if cfg.ema_decay:
-        ema = AveragedModel(accelerator.unwrap_model(student), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
-    teacher = pair.teacher
-    guard = MemoryGuard(cfg.memory_threshold, accelerator.device)
-    eval_batches = held_out_batches(data.eval, collate, cfg.batch_size, accelerator.process_index, accelerator.num_processes)
+    sess = Session(cfg, accelerator, setup, plan, budget, profile, precision, faults, log, callback)
+    prepare(sess)
+    resume_state(sess, ckpt, changes, trust)
+    if ckpt is None and resume is None and any(r.checkpoints for r in runs):
+        say(f"note: previous run(s) with checkpoints attached ({'; '.join(str(r) for r in runs if r.checkpoints)}) "
+            "are not resumed: resume was not asked (--resume auto)")
+    first_writes(sess, ckpt, held)
+    write_metrics(sess, plan_record(sess, changes, tokenized))
+    return sess
 
-    # -- resume: weights, optimizer moments, scaler, random streams; the schedule is put at the step, with this config's LRs
+def prepare(sess: Session):
+    "Optimizer (`make_optimizer`), the schedule over optimizer steps, the prepared modules, EMA, memory guard, held-out batches."
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    cfg, acc, s = sess.cfg, sess.accelerator, sess.setup
+    optimizer = make_optimizer(cfg, s.pair.student, s.objectives)
+    sess.scheduler = make_scheduler(optimizer, cfg, sess.plan)
+    sess.student, sess.objectives, sess.optimizer = acc.prepare(s.pair.student, s.objectives, optimizer)
+    if cfg.ema_decay:
+        sess.ema = AveragedModel(acc.unwrap_model(sess.student), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+    sess.guard = MemoryGuard(cfg.memory_threshold, acc.device)
+    sess.eval_batches = held_out_batches(s.data.eval, s.collate, cfg.batch_size, acc.process_index, acc.num_processes)
+
+# %% ../nbs/06_trainer.ipynb #f2516f51
+def resume_state(sess: Session, ckpt: Path | None, changes: dict, trust: bool = False):
+    """A new state, or the checkpoint's: weights, optimizer moments, scaler and random streams loaded, the schedule put at
+    its step with this config's LRs, a new batch split applied; the run's id (a resumed run keeps its own)."""
+    from accelerate.utils import broadcast_object_list
+    acc, cfg = sess.accelerator, sess.cfg
     state = TrainState(batch_size=cfg.batch_size, accumulation=cfg.gradient_accumulation_steps,
-                       num_processes=accelerator.num_processes)
+                       num_processes=acc.num_processes)
     if ckpt is not None:
-        state = load_checkpoint(ckpt, accelerator, student, objectives, optimizer, ema, trust=trust_checkpoint)
-        schedule_at(scheduler, state.step)
+        state = load_checkpoint(ckpt, acc, sess.student, sess.objectives, sess.optimizer, sess.ema, trust=trust)
+        schedule_at(sess.scheduler, state.step)
         if "batch_size" in changes or "gradient_accumulation_steps" in changes:     # the same effective batch, split anew
             per = state.batch_size * state.accumulation
             state.batch_size = cfg.batch_size
             state.accumulation = per // cfg.batch_size if per % cfg.batch_size == 0 else cfg.gradient_accumulation_steps
-        say(f"resumed from {ckpt} at optimizer step {state.step}" + (f"; applied: {format_changes(changes)}" if changes else ""))
-        for line in adapt_to_processes(state, accelerator.num_processes): say(line)
-    elif resume is None and any(r.checkpoints for r in runs):
-        say(f"note: previous run(s) with checkpoints attached ({'; '.join(str(r) for r in runs if r.checkpoints)}) "
-            "are not resumed: resume was not asked (--resume auto)")
-    rid = state.run_id or uuid.uuid4().hex[:12]       # a resumed run keeps its id (one written before ids gets one)
-    if accelerator.num_processes > 1: rid = broadcast_object_list([rid])[0]
+        sess.say(f"resumed from {ckpt} at optimizer step {state.step}"
+                 + (f"; applied: {format_changes(changes)}" if changes else ""))
+        for line in adapt_to_processes(state, acc.num_processes): sess.say(line)
+    rid = state.run_id or uuid.uuid4().hex[:12]       # one written before ids gets one
+    if acc.num_processes > 1: rid = broadcast_object_list([rid])[0]
     state.run_id = rid
+    sess.state = state
 
-    # -- the first writes, once everything has loaded: the run's directory, its config and id, its metrics so far
-    metrics_path = out_dir / "metrics.jsonl"
-    if main:
+def first_writes(sess: Session, ckpt: Path | None, held):
+    "Once everything has loaded: the run's directory, its config and id, and its metrics so far."
+    out, state = sess.out_dir, sess.state
+    if sess.main:
         if held:                       # --overwrite: the run that was there is moved aside, never deleted
-            say(f"--overwrite: {held[1]} moved to {move_aside(out_dir)}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (out_dir / CKPT_DIR).glob(".tmp-step-*"): shutil.rmtree(stale, ignore_errors=True)   # left by a kill
-        atomic_write_text(out_dir / "config.json", cfg.to_json())
-        atomic_write_text(out_dir / "run.json", json.dumps({"run_id": rid, "output_dir": str(out_dir)}, indent=1))
-        (out_dir / STOPPED_FILE).unlink(missing_ok=True)          # this session's stop, if any, writes it again
+            sess.say(f"--overwrite: {held[1]} moved to {move_aside(out)}")
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in (out / CKPT_DIR).glob(".tmp-step-*"): shutil.rmtree(stale, ignore_errors=True)   # left by a kill
+        atomic_write_text(out / "config.json", sess.cfg.to_json())
+        atomic_write_text(out / "run.json", json.dumps({"run_id": state.run_id, "output_dir": str(out)}, indent=1))
+        (out / STOPPED_FILE).unlink(missing_ok=True)          # this session's stop, if any, writes it again
         # a new run starts an empty file; a resumed one keeps its run's records up to the checkpoint, from the checkpoint's
         # own run directory (this one, or e.g. a previous Kaggle session's under /kaggle/input)
-        source = ckpt.parent.parent / "metrics.jsonl" if ckpt is not None else metrics_path
+        source = ckpt.parent.parent / "metrics.jsonl" if ckpt is not None else out / "metrics.jsonl"
         kept = [l for l in (source.read_text().splitlines() if ckpt is not None and source.is_file() else [])
-                if _keeps(l, state.step, rid)]         # a line cut by a kill -9 is dropped too
-        atomic_write_text(metrics_path, "".join(l + "\n" for l in kept))
-    accelerator.wait_for_everyone()
+                if _keeps(l, state.step, state.run_id)]         # a line cut by a kill -9 is dropped too
+        atomic_write_text(out / "metrics.jsonl", "".join(l + "\n" for l in kept))
+    sess.accelerator.wait_for_everyone()
 
-    def write_metrics(rec):
-        rec = {**rec, "run": rid}
-        if main:
-            with open(metrics_path, "a") as f: f.write(json.dumps(rec) + "\n")
-        if callback and main: callback(rec)       # side effects (plots, files) belong to one process
-
-    # the plan record makes metrics.jsonl self-describing for the plots: schedule, budget, memory threshold
-    write_metrics({"step": state.step, "kind": "plan", "total_steps": plan.total_steps, "warmup_steps": plan.warmup_steps,
-                   "eval_steps": plan.eval_steps,
-                   "effective_batch": state.batch_size * state.accumulation * accelerator.num_processes,   # as resumed
-                   "lr_schedule": lr_curve(cfg, plan, max_points=200), "time_budget_hours": cfg.time_budget_hours,
-                   "memory_threshold": cfg.memory_threshold, "precision": precision, "profile": profile,
-                   "teacher_dtype": str(next(teacher.parameters()).dtype).replace("torch.", "") if _is_live(teacher) else "cached",
-                   "num_processes": accelerator.num_processes, "tokenized_batches_per_process": tokenized,
-                   "output_dir": str(out_dir), "resume_changes": {k: list(v) for k, v in changes.items()}})
-
-    stop = {"why": None, "signal": None}       # `signal`: this process's; `why`: what every process agreed on
-    def on_signal(signum, frame): stop["signal"] = signal.Signals(signum).name
-    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def do_eval():
-        t0 = time.perf_counter()
-        progress = state.step / plan.total_steps
-        known = state.evals[0]["eval_teacher_bits_per_byte"] if state.evals else \
-            getattr(teacher, "teacher_bits_per_byte", None)                   # the teacher is frozen (or cached)
-        m = evaluate(accelerator.unwrap_model(student), teacher, obj, eval_batches, cfg, accelerator, progress, t_first, known)
-        if ema is not None:
-            me = evaluate(ema.module, teacher, obj, eval_batches, cfg, accelerator, progress, t_first,
-                          m["eval_teacher_bits_per_byte"])
-            m.update({k.replace("eval_", "eval_ema_"): v for k, v in me.items() if "teacher" not in k})
-        budget.record("eval", time.perf_counter() - t0)
-        rec = {"step": state.step, "kind": "eval", **m}
-        state.evals.append(rec); write_metrics(rec)
-        say(f"eval step {state.step}: bits/byte {m['eval_bits_per_byte']:.4f} (teacher {m['eval_teacher_bits_per_byte']:.4f})"
-            f", lm {m['eval_lm_loss']:.4f}, perplexity {m['eval_perplexity']:.2f}"
-            + (f", EMA bits/byte {m['eval_ema_bits_per_byte']:.4f}" if ema is not None else ""))
-        key = f"eval_{cfg.early_stopping_metric}"
-        value, which = m[key], "raw"
-        ema_key = key.replace("eval_", "eval_ema_")
-        if ema is not None and ema_key in m and m[ema_key] < value: value, which = m[ema_key], "ema"
-        if state.best_metric is None or value < state.best_metric - cfg.early_stopping_min_delta:
-            state.best_metric, state.best_step, state.best_weights, state.bad_evals = value, state.step, which, 0
-            if main: save_student(accelerator.unwrap_model(student) if which == "raw" else ema.module, pair.student_tokenizer,
-                                  out_dir / "best", save_dtype_name(cfg, precision))
-        elif state.step > plan.warmup_steps:          # patience only counts after warmup
-            state.bad_evals += 1
-        return m
-
-    saved = {"step": None}
-    def do_save():
-        if saved["step"] == state.step: return            # a stop right after a scheduled save: saved once
-        t0 = time.perf_counter()
-        save_checkpoint(accelerator, out_dir, state, cfg, cfg.save_total_limit, student, objectives, optimizer, ema)
-        saved["step"] = state.step
-        budget.record("checkpoint", time.perf_counter() - t0)
-
-    # -- the loop
-    student.train(); objectives.train()
-    tokens, t_last = 0, time.perf_counter()
-    # a bar where it redraws in place (terminal, notebook); else a status line every progress_seconds (torchrun, logs)
-    bar = Progress(plan.total_steps, state.step, budget, cfg.progress_seconds, enabled=main, log=say)
-    try:
-        while state.step < plan.total_steps:
-            order = epoch_order(len(data.train), cfg.seed, state.epoch, accelerator.process_index, accelerator.num_processes)
-            if state.position >= len(order):
-                state.epoch, state.position = state.epoch + 1, 0; continue
-            try:
-                group, end = [], state.position
-                for end, mb in micro_batches(data.train, order, state.position, state.batch_size, collate):
-                    group.append(mb)
-                    if len(group) == state.accumulation: break
-                t_step = time.perf_counter()
-                record = _optimizer_step(group, state, cfg, plan, accelerator, student, objectives, obj, teacher,
-                                         optimizer, ema, faults, say)
-                budget.record("step", time.perf_counter() - t_step)      # the budget's margin holds one more step
-            except Exception as e:
-                if not is_oom(e): raise
-                optimizer.zero_grad(set_to_none=True)
-                if guard.device.type == "cuda": torch.cuda.empty_cache()
-                state.batch_size, state.accumulation = guard.shrink(state.batch_size, state.accumulation)
-                say(f"out of memory at optimizer step {state.step}: micro-batch {state.batch_size}, accumulation "
-                    f"{state.accumulation} (effective batch unchanged); retrying the step")
-                continue
-            state.position = end
-            scheduler.step()
-            state.step += 1
-            step_tokens = record.pop("_tokens"); tokens += step_tokens
-            record["lr_student_next"] = scheduler.get_last_lr()[0]
-            mem = guard.sample(); guard.check()
-            record.update({f"mem_{k}": round(v, 3) for k, v in mem.items()}, elapsed=round(budget.elapsed(), 1))
-            write_metrics(record)
-            bar.update(state.step, step_tokens, record["loss"], fmt_lr(record["lr"]), skipped=state.skipped,
-                       detail=" ".join(f"{c} {float(v):.3f}" for c, v in record["raw"].items()))
-            if bar.bar is not None and (state.step % plan.logging_steps == 0 or state.step == plan.total_steps):
-                now = time.perf_counter(); tok_s = tokens / max(now - t_last, 1e-9); tokens, t_last = 0, now
-                bar.write(_log_line(state.step, plan.total_steps, record["lr"], record["raw"], record["weighted"],
-                                    tok_s, state.skipped))
-            if state.consecutive_skips >= 10:          # the same on every process: skips are decided together
-                stop["why"] = (f"{state.consecutive_skips} optimizer steps in a row skipped for non-finite values "
-                               f"({state.skipped_by})" + (TEACHER_HINT if record.get("teacher_nonfinite") else ""))
-            if state.step % plan.eval_steps == 0 and state.step < plan.total_steps:
-                do_eval()
-                if cfg.early_stopping_patience and state.bad_evals >= cfg.early_stopping_patience:
-                    stop["why"] = f"early stopping: {cfg.early_stopping_metric} did not improve for {state.bad_evals} evaluations"
-            if state.step % plan.save_steps == 0 and state.step < plan.total_steps: do_save()
-            # a signal reaches one process, and the budget clocks differ by milliseconds: every process stops together
-            # or none does (one process leaving alone leaves the other waiting in its next all-reduce)
-            got_signal, over_budget, injected = _any_process(accelerator, [
-                stop["signal"] is not None, budget.should_stop(), state.step in faults.get("stop_at_steps", [])])
-            if stop["why"] is None and got_signal:
-                stop["why"] = f"signal {stop['signal'] or '(SIGTERM/SIGINT, received by another process)'}"
-            if stop["why"] is None and over_budget:
-                stop["why"] = f"time budget: {budget.elapsed() / 3600:.2f} h of {cfg.time_budget_hours:g} h used"
-            if stop["why"] is None and injected: stop["why"] = f"injected stop at step {state.step}"
-            if stop["why"]: raise StopRun(stop["why"])
-        state.finished = True
-        final = do_eval()
-        do_save()
-    except StopRun as e:
-        bar.close()
-        do_save()
-        resumable = not str(e).startswith("early stopping")
-        if resumable:
-            ckpt_dir = out_dir / CKPT_DIR / f"step-{state.step:07d}"
-            say(f"stopped at optimizer step {state.step}: {e}. Checkpoint saved: {ckpt_dir}; continue with "
-                f"`sad-train ... --output-dir {out_dir} --resume auto`")
-            if main:     # what a launcher that only sees exit codes (torchrun) and the kernel notebook read
-                atomic_write_text(out_dir / STOPPED_FILE, json.dumps({"step": state.step, "reason": str(e),
-                                  "checkpoint": str(ckpt_dir), "output_dir": str(out_dir)}, indent=1))
-            return TrainResult(state, out_dir, str(e), state.evals[-1] if state.evals else {})
-        say(f"stopped at optimizer step {state.step}: {e}")
-        final = state.evals[-1] if state.evals and state.evals[-1]["step"] == state.step else do_eval()
-    except BaseException:
-        bar.close()
-        if accelerator.num_processes == 1:   # with more, the others may be waiting in a collective: saving would hang
-            try:
-                do_save(); say(f"error at optimizer step {state.step}: checkpoint saved under {out_dir / CKPT_DIR}")
-            except Exception as e2:        # the original error is the one raised; this one is said
-                say(f"error at optimizer step {state.step}; the emergency checkpoint failed too ({type(e2).__name__}: {e2})")
-        else:
-            log(f"error on process {accelerator.process_index} at optimizer step {state.step}; the last checkpoint "
-                f"under {out_dir / CKPT_DIR} is where --resume auto continues")
-        raise
-    finally:
-        for s, h in old_handlers.items(): signal.signal(s, h)
-    bar.close()
-    if accelerator.num_processes > 1:   # DDP: every rank must hold the same student
-        mine = torch.tensor([sum(float(p.double().sum()) for p in accelerator.unwrap_model(student).parameters())],
-                            dtype=torch.float64, device=accelerator.device)
-        every = accelerator.gather(mine).tolist()
-        if max(every) - min(every) > 1e-6 * max(1.0, abs(every[0])):
-            raise RuntimeError(f"ranks out of sync: student weight sums {every}")
-        say(f"ranks in sync: student weight sum {every[0]:.6f} on all {len(every)} processes")
-    # -- the end: the better of raw and EMA weights, loadable with from_pretrained
-    if main:
-        which = "ema" if ema is not None and final.get("eval_ema_bits_per_byte", math.inf) < final["eval_bits_per_byte"] else "raw"
-        summary = _summary(cfg, pair, final, which, state, out_dir)
-        # safetensors in the training dtype, a tokenizer transformers 4.x and 5.x load, generation config, model card
-        save_student(accelerator.unwrap_model(student) if which == "raw" else ema.module, pair.student_tokenizer,
-                     out_dir / "student", save_dtype_name(cfg, precision), card=model_card(cfg, summary))
-        atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
-        say(format_summary(summary))
-    return TrainResult(state, out_dir, None, final)
-
-def setup_run(cfg: DistillConfig, accelerator, inputs: Inputs | None = None, log=None, faults: dict | None = None):
-    """Models, data, objectives, collator, and the teacher's unpredicted first-token bytes (train, eval and sad-cache
-    share this). Every model and dataset is resolved first (`resolve_sources`: a local path, an input attached under
-    `inputs`' roots, the cache, or the hub if it answers), and what cannot be had stops here, before anything loads.
-    With `teacher_cache` set, no teacher weights are loaded: `pair.teacher` is the cache reader. With more than one
-    process, the main one prepares the windows and the others read them from the `datasets` cache it wrote."""
-    log = log or (lambda *a: None)
-    resolved = resolve_sources(cfg, inputs=inputs if inputs is not None else Inputs())
-    for line in resolved.lines: log(line)
-    cfg = resolved.config
-    cached = bool(cfg.teacher_cache)
-    profile = "cpu" if accelerator.device.type == "cpu" and not (faults or {}).get("cpu_fp16") else resolve_gpu_profile(cfg)
-    pair = load_pair(cfg, device=accelerator.device, with_teacher=not cached, profile=profile)
-    with accelerator.main_process_first():
-        data = build_data(cfg, pair.teacher_tokenizer, pair.student_tokenizer)
-    collate = DualCollator(pair.student_tokenizer.pad_token_id, pair.teacher_tokenizer.pad_token_id)
-    if not cached and (faults or {}).get("teacher_overflow"):      # tests: a teacher that overflows fp16, as some bf16 models do
-        with torch.no_grad(): pair.teacher.base_model.layers[faults["teacher_overflow"]].mlp.experts.down_proj.mul_(3e4)
-    if not cached and resolve_teacher_dtype(cfg.teacher_dtype, profile) == "check":
-        checked = [collate([data.train[i] for i in range(j, min(j + cfg.batch_size, len(data.train)))])
-                   for j in range(0, min(len(data.train), 2 * cfg.batch_size), cfg.batch_size)]
-        pair.teacher = choose_teacher_precision(cfg, pair.teacher, checked, profile, accelerator, log)
-    same_tok = pair.teacher_tokenizer.backend_tokenizer.to_str() == pair.student_tokenizer.backend_tokenizer.to_str()
-    s2t = torch.as_tensor(vocab_map(pair.teacher_tokenizer, pair.student_tokenizer).student_of_teacher())
-    if cached:
-        from sad_kaggle.cache import open_cache           # (cache imports this module: imported here, not above)
-        pair.teacher = open_cache(cfg.teacher_cache, cfg, pair.teacher_tokenizer, pair.student_tokenizer, data)
-    t_dims = pair.teacher.dims if cached else model_dims(pair.teacher)
-    obj = Objectives(cfg, model_dims(pair.student), t_dims, same_tok, s2t).to(accelerator.device)
-    if cached: pair.teacher.check_spec(obj.spec)
-    obj.student_of_teacher = s2t.to(accelerator.device)
-    t_bytes = token_bytes(pair.teacher_tokenizer)
-    t_first = None if special_frame(pair.teacher_tokenizer).prefix else \
-        (lambda b: sum(len(t_bytes[int(i)]) for i in b["teacher_input_ids"][:, 0].tolist()))
-    return pair, data, obj, collate, t_first
-
-def choose_teacher_precision(cfg: DistillConfig, teacher, batches, profile: str, accelerator, log=print):
-    """The teacher in fp16 when `teacher_precision_check` finds it safe on every process; else the fp32 teacher when
-    the memory estimate allows it; else a one-line `ConfigError` saying what to do."""
-    chk, half = teacher_precision_check(teacher, batches, torch.float16)
-    log(chk.line())
-    if not _any_process(accelerator, [not chk.safe])[0]:
-        return half
-    del half
-    from sad_kaggle.diagnose import ModelConfigError, estimate_memory, model_arch
-    try:
-        est = estimate_memory(cfg.replace(teacher_dtype="fp32"), model_arch(cfg.teacher_model), model_arch(cfg.student_model), profile)
-    except ModelConfigError:
-        est = None
-    if est is None or est.fits:
-        log("keeping the teacher in fp32 (teacher_dtype auto): " + (f"estimate {est.summary()}" if est else "no memory estimate"))
-        return teacher
-    raise ConfigError(f"teacher_dtype: the teacher is not safe in fp16 ({chk.line()}) and in fp32 the run needs "
-                      f"{est.summary()}: build a teacher cache on a bigger machine (sad-cache), lower batch_size, "
-                      "or accept fp16 with teacher_dtype=fp16")
+def plan_record(sess: Session, changes: dict, tokenized: list) -> dict:
+    "The record opening each session: it makes metrics.jsonl self-describing (schedule, budget, memory threshold)."
+    plan, st, cfg = sess.plan, sess.state, sess.cfg
+    return {"step": st.step, "kind": "plan", "total_steps": plan.total_steps, "warmup_steps": plan.warmup_steps,
+            "eval_steps": plan.eval_steps, "effective_batch": st.batch_size * st.accumulation * sess.world,   # as resumed
+            "lr_schedule": lr_curve(cfg, plan, max_points=200), "time_budget_hours": cfg.time_budget_hours,
+            "memory_threshold": cfg.memory_threshold, "precision": sess.precision, "profile": sess.profile,
+            "teacher_dtype": sess.setup.teacher.dtype, "num_processes": sess.world,
+            "tokenized_batches_per_process": tokenized, "output_dir": str(sess.out_dir),
+            "resume_changes": {k: list(v) for k, v in changes.items()}}
 
 def _keeps(line: str, step: int, run_id: str) -> bool:
     "Whether a resumed run keeps this metrics line: a whole record of this run (or of one before ids) up to `step`."
@@ -879,28 +763,203 @@ def _keeps(line: str, step: int, run_id: str) -> bool:
     except ValueError: return False
     return rec.get("step", math.inf) <= step and rec.get("run") in (run_id, None)
 
-def _tokens_per_second(model, ids, reps: int = 3) -> float:
-    with torch.no_grad():
-        model(ids); t0 = time.perf_counter()
-        for _ in range(reps): model(ids)
-    return reps * ids.numel() / (time.perf_counter() - t0)
+# %% ../nbs/06_trainer.ipynb #0f9b89ca
+def loop(sess: Session) -> dict:
+    "Optimizer steps until the plan's total, then the final evaluation and checkpoint; `StopRun` to stop before that."
+    st = sess.state
+    sess.student.train(); sess.objectives.train()
+    sess.t_last = time.perf_counter()
+    # a bar where it redraws in place (terminal, notebook); else a status line every progress_seconds (torchrun, logs)
+    sess.bar = Progress(sess.plan.total_steps, st.step, sess.budget, sess.cfg.progress_seconds, enabled=sess.main,
+                        log=sess.say)
+    while st.step < sess.plan.total_steps:
+        taken = next_group(sess)
+        if taken is None: continue               # the epoch is done: the next one
+        group, end = taken
+        record = step_or_shrink(sess, group)
+        if record is None: continue              # out of memory: the same step again, in smaller micro-batches
+        after_step(sess, record, end)
+        why = why_stop(sess, record)
+        if why: raise StopRun(why)
+    st.finished = True
+    final = do_eval(sess)
+    do_save(sess)
+    return final
 
-def _is_live(teacher) -> bool: return teacher is not None and not getattr(teacher, "is_cache", False)
+def next_group(sess: Session) -> tuple[list, int] | None:
+    "The next `accumulation` micro-batches of this epoch's order and the position after them; None at the epoch's end."
+    st, s = sess.state, sess.setup
+    order = epoch_order(len(s.data.train), sess.cfg.seed, st.epoch, sess.accelerator.process_index, sess.world)
+    if st.position >= len(order):
+        st.epoch, st.position = st.epoch + 1, 0
+        return None
+    group, end = [], st.position
+    for end, mb in micro_batches(s.data.train, order, st.position, st.batch_size, s.collate):
+        group.append(mb)
+        if len(group) == st.accumulation: break
+    return group, end
 
-def _summary(cfg, pair, final, which, state, out_dir) -> dict:
-    cached = getattr(pair.teacher, "is_cache", False)        # no teacher weights: its size from the cache's manifest
-    n_t = pair.teacher.teacher_params if cached else sum(p.numel() for p in pair.teacher.parameters())
-    n_s = sum(p.numel() for p in pair.student.parameters())
-    dev = next(pair.student.parameters()).device
-    ids_t = torch.randint(0, len(pair.teacher_tokenizer), (1, 128), device=dev)
-    ids_s = torch.randint(0, len(pair.student_tokenizer), (1, 128), device=dev)
-    was = pair.student.training; pair.student.eval()
-    t_tps = None if cached else _tokens_per_second(pair.teacher, ids_t)
-    s_tps = _tokens_per_second(pair.student, ids_s)
-    if was: pair.student.train()
-    return {"steps": state.step, "skipped_steps": state.skipped, "skipped_by": dict(state.skipped_by), "saved_weights": which,
-            "student_dir": str(out_dir / "student"), "teacher_params": n_t, "student_params": n_s,
-            "compression": n_t / n_s, "teacher_tokens_per_s": t_tps, "student_tokens_per_s": s_tps,
+def step_or_shrink(sess: Session, group: list) -> dict | None:
+    "The optimizer step's record; None after running out of memory (the micro-batch shrunk, the effective batch kept)."
+    t0 = time.perf_counter()
+    try:
+        record = optimizer_step(sess, group)
+    except Exception as e:
+        if not is_oom(e): raise
+        sess.optimizer.zero_grad(set_to_none=True)
+        if sess.guard.device.type == "cuda": torch.cuda.empty_cache()
+        st = sess.state
+        st.batch_size, st.accumulation = sess.guard.shrink(st.batch_size, st.accumulation)
+        sess.say(f"out of memory at optimizer step {st.step}: micro-batch {st.batch_size}, accumulation "
+                 f"{st.accumulation} (effective batch unchanged); retrying the step")
+        return None
+    sess.budget.record("step", time.perf_counter() - t0)      # the budget's margin holds one more step
+    return record
+
+# %% ../nbs/06_trainer.ipynb #f2038a27
+def _log_line(step, total, lr, raw, weighted, tok_s, skipped) -> str:
+    comps = " ".join(f"{c} {float(v):.3f}" for c, v in raw.items())
+    return f"step {step}/{total} | lr {fmt_lr(lr)} | loss {sum(float(w) for w in weighted.values()):.4f} | {comps} | {tok_s:,.0f} tok/s | skipped {skipped}"
+
+def after_step(sess: Session, record: dict, end: int):
+    "The step is done: position, schedule and step count advance; the record is written; progress is shown."
+    st, plan = sess.state, sess.plan
+    st.position = end
+    sess.scheduler.step()
+    st.step += 1
+    step_tokens = record.pop("_tokens"); sess.tokens += step_tokens
+    record["lr_student_next"] = sess.scheduler.get_last_lr()[0]
+    mem = sess.guard.sample(); sess.guard.check()
+    record.update({f"mem_{k}": round(v, 3) for k, v in mem.items()}, elapsed=round(sess.budget.elapsed(), 1))
+    write_metrics(sess, record)
+    sess.bar.update(st.step, step_tokens, record["loss"], fmt_lr(record["lr"]), skipped=st.skipped,
+                    detail=" ".join(f"{c} {float(v):.3f}" for c, v in record["raw"].items()))
+    if sess.bar.bar is not None and (st.step % plan.logging_steps == 0 or st.step == plan.total_steps):
+        now = time.perf_counter(); tok_s = sess.tokens / max(now - sess.t_last, 1e-9); sess.tokens, sess.t_last = 0, now
+        sess.bar.write(_log_line(st.step, plan.total_steps, record["lr"], record["raw"], record["weighted"], tok_s, st.skipped))
+
+def why_stop(sess: Session, record: dict) -> str | None:
+    "Evaluate and checkpoint when due; then why to stop now, the same on every process (None: go on)."
+    st, plan, cfg = sess.state, sess.plan, sess.cfg
+    why = None
+    if st.consecutive_skips >= 10:          # the same on every process: skips are decided together
+        why = (f"{st.consecutive_skips} optimizer steps in a row skipped for non-finite values ({st.skipped_by})"
+               + (TEACHER_HINT if record.get("teacher_nonfinite") else ""))
+    if st.step % plan.eval_steps == 0 and st.step < plan.total_steps:
+        do_eval(sess)
+        if cfg.early_stopping_patience and st.bad_evals >= cfg.early_stopping_patience:
+            why = f"early stopping: {cfg.early_stopping_metric} did not improve for {st.bad_evals} evaluations"
+    if st.step % plan.save_steps == 0 and st.step < plan.total_steps: do_save(sess)
+    # a signal reaches one process, and the budget clocks differ by milliseconds: every process stops together
+    # or none does (one process leaving alone leaves the other waiting in its next all-reduce)
+    got_signal, over_budget, injected = any_process(sess.accelerator, [
+        sess.got_signal is not None, sess.budget.should_stop(), st.step in sess.faults.get("stop_at_steps", [])])
+    if why is None and got_signal: why = f"signal {sess.got_signal or '(SIGTERM/SIGINT, received by another process)'}"
+    if why is None and over_budget:
+        why = f"time budget: {sess.budget.elapsed() / 3600:.2f} h of {cfg.time_budget_hours:g} h used"
+    if why is None and injected: why = f"injected stop at step {st.step}"
+    return why
+
+# %% ../nbs/06_trainer.ipynb #b360547a
+def do_eval(sess: Session) -> dict:
+    "Evaluate the raw (and EMA) student now, write the record, keep the best weights, count patience."
+    t0 = time.perf_counter()
+    st, cfg, acc, teacher = sess.state, sess.cfg, sess.accelerator, sess.setup.teacher
+    progress = st.step / sess.plan.total_steps
+    known = st.evals[0]["eval_teacher_bits_per_byte"] if st.evals else None        # the teacher is frozen
+    obj = sess.setup.objectives
+    m = evaluate(acc.unwrap_model(sess.student), teacher, obj, sess.eval_batches, cfg, acc, progress, known)
+    if sess.ema is not None:
+        me = evaluate(sess.ema.module, teacher, obj, sess.eval_batches, cfg, acc, progress, m["eval_teacher_bits_per_byte"])
+        m.update({k.replace("eval_", "eval_ema_"): v for k, v in me.items() if "teacher" not in k})
+    sess.budget.record("eval", time.perf_counter() - t0)
+    rec = {"step": st.step, "kind": "eval", **m}
+    st.evals.append(rec); write_metrics(sess, rec)
+    sess.say(f"eval step {st.step}: bits/byte {m['eval_bits_per_byte']:.4f} (teacher {m['eval_teacher_bits_per_byte']:.4f})"
+             f", lm {m['eval_lm_loss']:.4f}, perplexity {m['eval_perplexity']:.2f}"
+             + (f", EMA bits/byte {m['eval_ema_bits_per_byte']:.4f}" if sess.ema is not None else ""))
+    key = f"eval_{cfg.early_stopping_metric}"
+    value, which = m[key], "raw"
+    ema_key = key.replace("eval_", "eval_ema_")
+    if sess.ema is not None and ema_key in m and m[ema_key] < value: value, which = m[ema_key], "ema"
+    if st.best_metric is None or value < st.best_metric - cfg.early_stopping_min_delta:
+        st.best_metric, st.best_step, st.best_weights, st.bad_evals = value, st.step, which, 0
+        if sess.main: save_student(acc.unwrap_model(sess.student) if which == "raw" else sess.ema.module,
+                                   sess.setup.pair.student_tokenizer, sess.out_dir / "best", save_dtype_name(cfg, sess.precision))
+    elif st.step > sess.plan.warmup_steps:          # patience only counts after warmup
+        st.bad_evals += 1
+    return m
+
+def do_save(sess: Session):
+    "A checkpoint of this step (once: a stop right after a scheduled save does not save again)."
+    if sess.saved_step == sess.state.step: return
+    t0 = time.perf_counter()
+    save_checkpoint(sess.accelerator, sess.out_dir, sess.state, sess.cfg, sess.cfg.save_total_limit, sess.student,
+                    sess.objectives, sess.optimizer, sess.ema)
+    sess.saved_step = sess.state.step
+    sess.budget.record("checkpoint", time.perf_counter() - t0)
+
+# %% ../nbs/06_trainer.ipynb #44cf87fe
+def stop(sess: Session, why: str) -> dict | None:
+    """The loop stopped early: one checkpoint. A resumable stop (budget, signal, skips) writes `stopped.json` and returns
+    None; early stopping returns the final metrics (its last evaluation)."""
+    sess.bar.close()
+    do_save(sess)
+    st, out = sess.state, sess.out_dir
+    if why.startswith("early stopping"):
+        sess.say(f"stopped at optimizer step {st.step}: {why}")
+        return st.evals[-1] if st.evals and st.evals[-1]["step"] == st.step else do_eval(sess)
+    ckpt_dir = out / CKPT_DIR / f"step-{st.step:07d}"
+    sess.say(f"stopped at optimizer step {st.step}: {why}. Checkpoint saved: {ckpt_dir}; continue with "
+             f"`sad-train ... --output-dir {out} --resume auto`")
+    if sess.main:     # what a launcher that only sees exit codes (torchrun) and the kernel notebook read
+        atomic_write_text(out / STOPPED_FILE, json.dumps({"step": st.step, "reason": why, "checkpoint": str(ckpt_dir),
+                                                          "output_dir": str(out)}, indent=1))
+    return None
+
+def emergency_save(sess: Session):
+    "An error inside the loop: a checkpoint when it is safe (one process), and a line saying what happened."
+    if sess.bar is not None: sess.bar.close()
+    st, where = sess.state, sess.out_dir / CKPT_DIR
+    if sess.world > 1:         # the others may be waiting in a collective: saving would hang
+        sess.log(f"error on process {sess.accelerator.process_index} at optimizer step {st.step}; the last checkpoint "
+                 f"under {where} is where --resume auto continues")
+        return
+    try:
+        do_save(sess); sess.say(f"error at optimizer step {st.step}: checkpoint saved under {where}")
+    except Exception as e:        # the original error is the one raised; this one is said
+        sess.say(f"error at optimizer step {st.step}; the emergency checkpoint failed too ({type(e).__name__}: {e})")
+
+def finish(sess: Session, final: dict) -> TrainResult:
+    "After the last step: ranks checked in sync, the better of raw and EMA weights saved as a loadable student, the summary."
+    sess.bar.close()
+    acc, out = sess.accelerator, sess.out_dir
+    if sess.world > 1:   # DDP: every rank must hold the same student
+        mine = torch.tensor([sum(float(p.double().sum()) for p in acc.unwrap_model(sess.student).parameters())],
+                            dtype=torch.float64, device=acc.device)
+        every = acc.gather(mine).tolist()
+        if max(every) - min(every) > 1e-6 * max(1.0, abs(every[0])):
+            raise RuntimeError(f"ranks out of sync: student weight sums {every}")
+        sess.say(f"ranks in sync: student weight sum {every[0]:.6f} on all {len(every)} processes")
+    if sess.main:
+        ema_better = sess.ema is not None and final.get("eval_ema_bits_per_byte", math.inf) < final["eval_bits_per_byte"]
+        which = "ema" if ema_better else "raw"
+        summary = _summary(sess, final, which)
+        # safetensors in the training dtype, a tokenizer transformers 4.x and 5.x load, generation config, model card
+        save_student(acc.unwrap_model(sess.student) if which == "raw" else sess.ema.module, sess.setup.pair.student_tokenizer,
+                     out / "student", save_dtype_name(sess.cfg, sess.precision), card=model_card(sess.cfg, summary))
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+        sess.say(format_summary(summary))
+    return TrainResult(sess.state, out, None, final)
+
+# %% ../nbs/06_trainer.ipynb #7ed3e18b
+def _summary(sess: Session, final: dict, which: str) -> dict:
+    s, teacher, st = sess.setup, sess.setup.teacher, sess.state
+    n_s = sum(p.numel() for p in s.pair.student.parameters())
+    return {"steps": st.step, "skipped_steps": st.skipped, "skipped_by": dict(st.skipped_by), "saved_weights": which,
+            "student_dir": str(sess.out_dir / "student"), "teacher_params": teacher.params, "student_params": n_s,
+            "compression": teacher.params / n_s, "teacher_tokens_per_s": teacher.tokens_per_second(),
+            "student_tokens_per_s": tokens_per_second(s.pair.student, len(s.pair.student_tokenizer)),
             "teacher_bits_per_byte": final.get("eval_teacher_bits_per_byte"),
             "student_bits_per_byte": final.get("eval_bits_per_byte"),
             "student_ema_bits_per_byte": final.get("eval_ema_bits_per_byte"),
@@ -918,9 +977,7 @@ def format_summary(s: dict) -> str:
               + f"{s['student_tokens_per_s']:,.0f} tokens/s"]
     return "\n".join(lines)
 
-# %% ../nbs/06_trainer.ipynb #4824dbb2
-EXIT_OK, EXIT_STOPPED = 0, 3
-
+# %% ../nbs/06_trainer.ipynb #90cc8736
 def _check_writable(d: Path):
     "Whether `d` (or, while it does not exist, its nearest existing parent) takes a file; nothing is left behind."
     here = Path(d).absolute()
@@ -933,60 +990,53 @@ def _check_writable(d: Path):
         raise ConfigError(f"output_dir {d}: cannot write there ({e.strerror or type(e).__name__})") from None
 
 def ce_only(cfg: DistillConfig) -> DistillConfig:
-    "The same run with every distillation weight at 0: the student learns from the text alone."
-    return cfg.replace(alpha_kd=0.0, alpha_feature=0.0, alpha_attention=0.0, alpha_layerwise=0.0,
-                       alpha_contrastive=0.0, alpha_router=0.0, output_dir=str(Path(cfg.output_dir) / "baseline-ce-only"))
+    "The same run with every objective but the LM loss at weight 0 (read from the table): the student learns from the text alone."
+    return cfg.replace(**{f"alpha_{c}": 0.0 for c in OBJECTIVES if c != "lm"},
+                       output_dir=str(Path(cfg.output_dir) / "baseline-ce-only"))
+
+def _baseline(cfg: DistillConfig, res: TrainResult, faults: dict, log=print):
+    "Train the CE-only student of the same run and compare held-out bits per byte (baseline.json, the model card)."
+    log("\nbaseline: the same run with cross-entropy only")
+    base = train(ce_only(cfg), faults=faults, log=lambda *a, **k: None, resume="auto")   # (its own run, continued)
+    d, b = res.final_metrics["eval_bits_per_byte"], base.final_metrics["eval_bits_per_byte"]
+    rows = {"teacher": res.final_metrics["eval_teacher_bits_per_byte"], "distilled student": d, "CE-only student": b}
+    log("\n".join(["", "held-out bits per byte:"] + [f"  {k:<18} {v:.4f}" for k, v in rows.items()]
+                  + [f"  distilled ÷ CE-only = {d / b:.3f} (goal ≤ 0.95)"]))
+    atomic_write_text(Path(cfg.output_dir) / "baseline.json", json.dumps({**rows, "ratio": d / b}, indent=1))
+    summary = json.loads((Path(cfg.output_dir) / "summary.json").read_text())     # the card gains the baseline
+    atomic_write_text(Path(cfg.output_dir) / "student" / "README.md", model_card(cfg, summary, b))
 
 def run_train(config=None, *, preset=None, output_dir=None, resume=None, max_steps=None, overrides=None,
-              baseline=False, input_dirs=(), log=print, err=None, callback=None, overwrite=False,
-              trust_checkpoint=False) -> int:
-    "Load, check and train; print the summary; return the exit code."
-    from sad_kaggle.diagnose import EXIT_BAD_INPUT, count_critical, diagnose, load_for_diagnose
-    err = err or sys.stderr
-    try:
-        session_start()                  # a malformed SAD_SESSION_START is a one-line error now, not after loading
-        cfg, _, _ = load_for_diagnose(config, preset=preset, overrides=overrides)
-        if output_dir is not None:
-            if not str(output_dir).strip(): raise ConfigError("--output-dir: empty; give a directory")
-            cfg = cfg.replace(output_dir=str(output_dir))
-        if max_steps is not None:
-            if int(max_steps) < 1: raise ConfigError(f"--max-steps {max_steps}: must be at least 1")
-            cfg = cfg.replace(max_steps=int(max_steps))
-        for d in input_dirs:
-            if not Path(d).is_dir(): raise ConfigError(f"--input-dir {d}: no such directory")
-        roots = default_roots(input_dirs)
-        if roots: log(f"input roots: {', '.join(map(str, roots))}")
-        # every model and dataset resolved first (one line naming what to attach), so the checks read the real configs
-        critical = [f for f in diagnose(resolve_sources(cfg, roots).config) if f.severity == "critical"]
-        if critical:
-            f = critical[0]
-            raise ConfigError(f"{f.field}: {f.message} ({len(critical)} critical finding(s); see sad-diagnose)")
-        _check_writable(Path(cfg.output_dir))
-        faults = json.loads(os.environ.get("SAD_TEST_FAULTS", "{}"))     # reliability tests only
-        res = train(cfg, resume=resume, input_dirs=input_dirs, faults=faults, log=log, callback=callback,
-                    overwrite=overwrite, trust_checkpoint=trust_checkpoint)
-        if res.stopped:       # torchrun reads any non-zero exit as a failed worker: there, stopped.json tells
-            return EXIT_OK if os.environ.get("TORCHELASTIC_RUN_ID") else EXIT_STOPPED
-        if baseline:
-            log("\nbaseline: the same run with cross-entropy only")
-            base = train(ce_only(cfg), faults=faults, log=lambda *a, **k: None, resume="auto")   # (its own run, continued)
-            d, b = res.final_metrics["eval_bits_per_byte"], base.final_metrics["eval_bits_per_byte"]
-            rows = {"teacher": res.final_metrics["eval_teacher_bits_per_byte"], "distilled student": d,
-                    "CE-only student": b}
-            log("\n".join(["", "held-out bits per byte:"] + [f"  {k:<18} {v:.4f}" for k, v in rows.items()]
-                          + [f"  distilled ÷ CE-only = {d / b:.3f} (goal ≤ 0.95)"]))
-            atomic_write_text(Path(cfg.output_dir) / "baseline.json", json.dumps({**rows, "ratio": d / b}, indent=1))
-            summary = json.loads((Path(cfg.output_dir) / "summary.json").read_text())     # the card gains the baseline
-            atomic_write_text(Path(cfg.output_dir) / "student" / "README.md", model_card(cfg, summary, b))
-        for line in publish_student(Path(cfg.output_dir) / "student", cfg): log(line)
-        return EXIT_OK
-    except ConfigError as e:
-        print(f"sad-train: error: {e}", file=err)
-        return EXIT_BAD_INPUT
+              baseline=False, input_dirs=(), log=print, callback=None, overwrite=False, trust_checkpoint=False,
+              faults: dict | None = None) -> TrainResult:
+    "Load, check and train (and with `baseline`, compare with CE only); publish when asked. Bad input: `ConfigError`."
+    from sad_kaggle.diagnose import diagnose
+    session_start()                  # a malformed SAD_SESSION_START is a one-line error now, not after loading
+    cfg, _, _ = load_config(config, preset=preset, overrides=overrides)
+    if output_dir is not None:
+        if not str(output_dir).strip(): raise ConfigError("--output-dir: empty; give a directory")
+        cfg = cfg.replace(output_dir=str(output_dir))
+    if max_steps is not None:
+        if int(max_steps) < 1: raise ConfigError(f"--max-steps {max_steps}: must be at least 1")
+        cfg = cfg.replace(max_steps=int(max_steps))
+    for d in input_dirs:
+        if not Path(d).is_dir(): raise ConfigError(f"--input-dir {d}: no such directory")
+    roots = default_roots(input_dirs)
+    if roots: log(f"input roots: {', '.join(map(str, roots))}")
+    # every model and dataset resolved first (one line naming what to attach), so the checks read the real configs
+    critical = [f for f in diagnose(resolve_sources(cfg, roots).config) if f.severity == "critical"]
+    if critical:
+        f = critical[0]
+        raise ConfigError(f"{f.field}: {f.message} ({len(critical)} critical finding(s); see sad-diagnose)")
+    _check_writable(Path(cfg.output_dir))
+    res = train(cfg, resume=resume, input_dirs=input_dirs, faults=faults, log=log, callback=callback,
+                overwrite=overwrite, trust_checkpoint=trust_checkpoint)
+    if res.stopped: return res
+    if baseline: _baseline(cfg, res, faults or {}, log)
+    for line in publish_student(Path(cfg.output_dir) / "student", cfg): log(line)
+    return res
 
-# %% ../nbs/06_trainer.ipynb #206bee6f
-FEATURE_TYPE = ("feature", "layerwise", "contrastive", "router")
-
+# %% ../nbs/06_trainer.ipynb #ca9c7dde
 def evaluate_saved(cfg: DistillConfig, checkpoint: Path | None = None, input_dirs=()) -> dict:
     "Held-out metrics of the config's student, or of the student and objectives in `checkpoint` (models and data resolved under `input_dirs`, as in `train`)."
     from accelerate import Accelerator
@@ -996,37 +1046,30 @@ def evaluate_saved(cfg: DistillConfig, checkpoint: Path | None = None, input_dir
     import transformers
     transformers.utils.logging.disable_progress_bar()
     if checkpoint is not None: check_checkpoint(checkpoint)      # every file read, no code run, before any model loads
-    if checkpoint is None: cfg = cfg.replace(**{f"alpha_{c}": 0.0 for c in FEATURE_TYPE})
-    if cfg.teacher_cache:
-        from sad_kaggle.cache import cacheable_config
-        cfg = cacheable_config(cfg)[0]
-    pair, data, obj, collate, t_first = setup_run(cfg, accelerator, Inputs(input_dirs))
+    else: cfg = cfg.replace(**{f"alpha_{c}": 0.0 for c, o in OBJECTIVES.items() if "hidden" in o.signal})
+    s = setup_run(cfg, accelerator, Inputs(input_dirs))
     if checkpoint is not None:
-        for module, name in ((pair.student, "student.safetensors"), (obj, "objectives.safetensors")):
+        for module, name in ((s.pair.student, "student.safetensors"), (s.objectives, "objectives.safetensors")):
             try: load_model(module, str(Path(checkpoint) / name))
             except RuntimeError as e:
                 raise ConfigError(f"checkpoint {checkpoint}: {name} does not match the config's models "
                                   f"({str(e).splitlines()[0][:120]})") from None
-    batches = held_out_batches(data.eval, collate, cfg.batch_size)
-    return evaluate(pair.student, pair.teacher, obj, batches, cfg, accelerator, 1.0, t_first,
-                    getattr(pair.teacher, "teacher_bits_per_byte", None))     # known when the teacher is a cache
+    batches = held_out_batches(s.data.eval, s.collate, s.config.batch_size)
+    return evaluate(s.pair.student, s.teacher, s.objectives, batches, s.config, accelerator, 1.0)
 
-def run_eval(path, config=None, *, as_json: bool = False, out=None, err=None) -> int:
-    "What `sad-eval` runs: evaluate, print, return the exit code."
-    out, err = out or sys.stdout, err or sys.stderr
-    from sad_kaggle.diagnose import EXIT_BAD_INPUT
+def run_eval(path, config=None, *, as_json: bool = False, out=None) -> dict:
+    "What `sad-eval` runs: find the model and its config, evaluate, print; returns the metrics. Bad input: `ConfigError`."
+    import sys
+    out = out or sys.stdout
     p = Path(path)
-    try:
-        if not p.is_dir(): raise ConfigError(f"{path}: no such checkpoint or model directory")
-        if (p / "student" / "config.json").is_file() and (p / "config.json").is_file():
-            p = p / "student"            # a run's output directory: its saved student, with the run's config
-        is_ckpt = (p / "trainer_state.json").is_file()
-        cfg_file = Path(config) if config else (p / "config.json" if is_ckpt else p.parent / "config.json")
-        if not cfg_file.is_file(): raise ConfigError(f"{path}: no run config.json found; pass --config FILE")
-        cfg = DistillConfig.from_json(cfg_file)
-        if not is_ckpt: cfg = cfg.replace(student_model=str(p), student_init="pretrained", student_tokenizer=None)
-        m = evaluate_saved(cfg, p if is_ckpt else None)
-    except ConfigError as e:
-        print(f"sad-eval: error: {e}", file=err); return EXIT_BAD_INPUT
+    if not p.is_dir(): raise ConfigError(f"{path}: no such checkpoint or model directory")
+    if (p / "student" / "config.json").is_file() and (p / "config.json").is_file():
+        p = p / "student"            # a run's output directory: its saved student, with the run's config
+    is_ckpt = (p / "trainer_state.json").is_file()
+    cfg_file = Path(config) if config else (p / "config.json" if is_ckpt else p.parent / "config.json")
+    if not cfg_file.is_file(): raise ConfigError(f"{path}: no run config.json found; pass --config FILE")
+    cfg = DistillConfig.from_json(cfg_file)
+    if not is_ckpt: cfg = cfg.replace(student_model=str(p), student_init="pretrained", student_tokenizer=None)
+    m = evaluate_saved(cfg, p if is_ckpt else None)
     print(json.dumps(m, indent=1) if as_json else "\n".join(f"{k[5:]:<24} {v:.4f}" for k, v in m.items()), file=out)
-    return 0
+    return m

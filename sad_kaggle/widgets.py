@@ -16,7 +16,8 @@ import ipywidgets as W
 
 from .config import (COMPONENTS, FIELDS, PRESETS, ConfigError, DistillConfig, config_changes,
                                curriculum_weights, lr_curve, resolve_gpu_profile)
-from .diagnose import SEVERITIES, ModelConfigError, diagnose, estimate_memory, model_arch
+from .diagnose import SEVERITIES, diagnose, estimate_memory, model_arch
+from .inputs import ModelConfigError
 from .plots import figure_png
 
 # %% auto #0

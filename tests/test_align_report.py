@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from conftest import one_line, run_cli
 
-from sad_kaggle.diagnose import EXIT_BAD_INPUT
+from sad_kaggle.cli import EXIT_BAD_INPUT
 
 KEYS = {"teacher", "student", "teacher_vocab", "student_vocab", "exact_match", "chunks", "digits", "text",
         "self_check", "warnings"}

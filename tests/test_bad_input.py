@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import one_line
 
-from sad_kaggle.diagnose import EXIT_BAD_INPUT
+from sad_kaggle.cli import EXIT_BAD_INPUT
 
 SMALL = ["--preset", "tiny-cpu", "--max-steps", "4", "--set", "dataset_subset_size=64", "--set", "eval_subset_size=8",
          "--set", "eval_steps=2", "--set", "save_steps=2", "--set", "logging_steps=2", "--set", "save_total_limit=3"]

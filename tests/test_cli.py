@@ -12,7 +12,7 @@ import pytest
 from conftest import one_line, run_cli
 
 from sad_kaggle.config import DistillConfig
-from sad_kaggle.diagnose import EXIT_BAD_INPUT
+from sad_kaggle.cli import EXIT_BAD_INPUT
 
 
 def run(*args, timeout=120):

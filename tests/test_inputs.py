@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import one_line, run_cli
 
-from sad_kaggle.diagnose import EXIT_BAD_INPUT
+from sad_kaggle.cli import EXIT_BAD_INPUT
 from sad_kaggle.inputs import fake_kaggle_input
 
 SMALL = ["--preset", "tiny-cpu", "--set", "dataset_subset_size=200", "--set", "eval_subset_size=16", "--set", "eval_steps=2",

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import one_line, run_cli
 
-from sad_kaggle.diagnose import EXIT_BAD_INPUT
+from sad_kaggle.cli import EXIT_BAD_INPUT
 
 # a short run of the embedded pair: 12 optimizer steps, a checkpoint after every one
 SMALL = ["--preset", "tiny-cpu", "--max-steps", "12", "--set", "dataset_subset_size=200", "--set", "eval_subset_size=16",

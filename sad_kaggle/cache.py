@@ -20,7 +20,7 @@ from .teacher import ModelDims, SignalSpec, TeacherSignal, restrict_to_student
 # %% auto #0
 __all__ = ['LP_FLOOR', 'CACHE_VERSION', 'MANIFEST', 'varint_encode', 'varint_decode', 'quantize_logprobs', 'dequantize_logprobs',
            'encode_topk', 'decode_topk', 'teacher_hash', 'data_hash', 'signal_hash', 'expected_hashes',
-           'compare_hashes', 'CachedTeacher', 'open_cache']
+           'compare_hashes', 'renormalized_topk', 'CachedTeacher', 'open_cache']
 
 # %% ../nbs/09_cache.ipynb #e6b52191
 LP_FLOOR = 20.0          # nats: log-probabilities below -20 are stored as -20
@@ -128,6 +128,13 @@ def compare_hashes(have: dict, want: dict, where) -> None:
 def _shard_name(split: str, s: int) -> str: return f"{split}-{s:05d}.safetensors"
 
 # %% ../nbs/09_cache.ipynb #83926ee9
+def renormalized_topk(lp: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+    """Dequantized top-k log-probabilities shifted so that top-k + tail mass is exactly 1. The one-byte quantization
+    moves the top-k mass by up to ~1 %, while the tail is stored exact; unnormalized, the KD target would not be a
+    distribution, and a student that matches the teacher would still pay a loss floor."""
+    rest = torch.log(-torch.expm1(tail.clamp(max=-1e-7)))         # log(1 - tail mass): what the top-k must hold
+    return lp + (rest - torch.logsumexp(lp, -1))[..., None]
+
 class CachedTeacher:
     "A teacher source (see `LiveTeacher`) serving the `TeacherSignal`s that `write_cache` stored."
     dtype = "cached"
@@ -193,7 +200,8 @@ class CachedTeacher:
             take = torch.arange(C).clamp(max=max(n - 1, 0))           # padding repeats the last row
             for k in parts: parts[k].append(rows[k][take])
         st = {k: torch.stack(v).to(dev) for k, v in parts.items()}
-        sig = TeacherSignal(topk_logprobs=st["lp"].float(), topk_ids=st["ids"].long(), tail_logmass=st["tail"].float(),
+        sig = TeacherSignal(topk_logprobs=renormalized_topk(st["lp"].float(), st["tail"].float()), topk_ids=st["ids"].long(),
+                            tail_logmass=st["tail"].float(),
                             chunk_logprob=st["chunk_logprob"].float(), chunk_valid=st["chunk_valid"] & cm.bool(),
                             hidden={l: st[f"hidden_{l}"].float() for l in spec.hidden_layers})
         if self.student_of_teacher is not None:

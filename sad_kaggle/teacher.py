@@ -11,17 +11,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from .align import TokenizerError, load_tokenizer, special_frame, token_bytes
 from .config import ConfigError, DistillConfig, embedded_path, resolve_gpu_profile, resolve_teacher_dtype
 from .inputs import hub_miss
 
 # %% auto #0
 __all__ = ['TORCH_DTYPES', 'LAYER_LISTS', 'BLOCK_NAMES', 'PRECISION_KL_LIMIT', 'ModelLoadError', 'load_model', 'Pair', 'freeze',
-           'load_pair', 'ModelStructureError', 'decoder', 'decoder_layers', 'layer_block', 'layer_pairs', 'moe_layers',
-           'expert_outputs', 'routing', 'ExpertCapture', 'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions',
-           'attention_at', 'token_logprobs', 'chunk_sums', 'restrict_to_student', 'teacher_nats_bytes', 'live_signal',
-           'StudentOutputs', 'student_forward', 'ModelDims', 'model_dims', 'LiveTeacher', 'tokens_per_second',
-           'PrecisionCheck', 'teacher_precision_check', 'signal_nonfinite']
+           'load_pair', 'ModelStructureError', 'decoder', 'decoder_layers', 'layer_block', 'output_logits',
+           'check_output_logits', 'layer_pairs', 'moe_layers', 'expert_outputs', 'routing', 'ExpertCapture',
+           'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions', 'attention_at', 'token_logprobs',
+           'chunk_sums', 'restrict_to_student', 'teacher_nats_bytes', 'live_signal', 'StudentOutputs',
+           'student_forward', 'ModelDims', 'model_dims', 'LiveTeacher', 'tokens_per_second', 'PrecisionCheck',
+           'teacher_precision_check', 'signal_nonfinite']
 
 # %% ../nbs/04_teacher.ipynb #a3df924d
 class ModelLoadError(ConfigError):
@@ -145,6 +148,30 @@ def layer_block(model, i: int, kind: str) -> torch.nn.Module:
         if isinstance(getattr(layer, name, None), torch.nn.Module): return getattr(layer, name)
     raise ModelStructureError(f"{type(getattr(model, 'module', model)).__name__}: layer {i} ({type(layer).__name__}) has no "
                               f"{kind} block (looked for {', '.join(BLOCK_NAMES[kind])})")
+
+# %% ../nbs/04_teacher.ipynb #b570ea25
+def output_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    "The model's logits from its last hidden states: the output head, then what its forward applies after it."
+    logits = model.get_output_embeddings()(hidden)
+    c = model.config
+    if getattr(c, "logits_scaling", None): logits = logits / c.logits_scaling           # Granite family
+    if getattr(c, "logit_scale", None): logits = logits * c.logit_scale                  # Cohere family
+    cap = getattr(c, "final_logit_softcapping", None)
+    if cap: logits = torch.tanh(logits / cap) * cap                                       # Gemma-2 and later
+    return logits
+
+@torch.no_grad()
+def check_output_logits(model, n: int = 8, tol: float = 1e-3):
+    "One-line `ModelStructureError` when `output_logits` does not reproduce `model(...).logits` on a short probe."
+    dev = next(model.parameters()).device
+    ids = (torch.arange(n, device=dev)[None] * 7919) % model.get_input_embeddings().weight.shape[0]
+    with torch.autocast(dev.type, enabled=False):
+        full = model(input_ids=ids, use_cache=False).logits.float()
+        mine = output_logits(model, decoder(model)(input_ids=ids, use_cache=False).last_hidden_state).float()
+    err = float((full - mine).abs().max())
+    if not err <= tol * max(1.0, float(full.abs().max())):
+        raise ModelStructureError(f"{type(model).__name__}: its forward changes the logits after the output head in a way "
+                                  f"sad_kaggle does not reproduce (max difference {err:.3g}); this model cannot be the teacher yet")
 
 # %% ../nbs/04_teacher.ipynb #97f998e9
 def layer_pairs(n_student: int, n_teacher: int, k: int) -> list[tuple[int, int]]:
@@ -327,7 +354,7 @@ def _live_signal(teacher, batch, spec, student_of_teacher, dtype) -> TeacherSign
             out = decoder(teacher)(input_ids=ids, attention_mask=am, output_hidden_states=True, use_cache=False)
     finally:
         for h in handles: h.remove()
-    head, sig = teacher.get_output_embeddings(), TeacherSignal()
+    head, sig = (lambda h: output_logits(teacher, h)), TeacherSignal()
     ends = gather_positions(out.last_hidden_state, pos)                  # [B, C, H]
     b, c = pos.shape
     flat = ends.reshape(b * c, -1)
@@ -410,6 +437,7 @@ def model_dims(model) -> ModelDims:
 class LiveTeacher:
     "The teacher model as a teacher source: its signal computed now, for each batch."
     def __init__(self, model, tokenizer, student_of_teacher: torch.Tensor | None = None):
+        check_output_logits(model)                      # a family whose logits we cannot rebuild stops here, in one line
         self.model, self.student_of_teacher = model, student_of_teacher
         self.dims = model_dims(model)
         self.params = sum(p.numel() for p in model.parameters())
@@ -493,7 +521,7 @@ def teacher_precision_check(teacher, batches, dtype=torch.float16, slice_size: i
     ref_max, ref_layer, _, h_ref = _run_for_check(teacher, batches)
     cand_model = freeze(copy.deepcopy(teacher).to(dtype))
     c_max, _, bad, h_cand = _run_for_check(cand_model, batches)
-    head_ref, head_cand = teacher.get_output_embeddings(), cand_model.get_output_embeddings()
+    head_ref, head_cand = (lambda h: output_logits(teacher, h)), (lambda h: output_logits(cand_model, h))
     kl, n_ok, agree = 0.0, 0, 0
     with torch.autocast(h_ref.device.type, enabled=False):
         for s in range(0, len(h_ref), slice_size):

@@ -24,8 +24,8 @@ from .inputs import hub_miss, read_model_config
 __all__ = ['CHUNK_FIELDS', 'TokenizerError', 'load_tokenizer', 'tokenizer_kind', 'tokenizer_hash', 'special_ids', 'TokenBytes',
            'token_bytes', 'char_to_byte', 'Encoded', 'encode_with_offsets', 'SpecialFrame', 'special_frame',
            'AlignmentError', 'Chunks', 'align_chunks', 'check_cover', 'sentencepiece_like', 'VocabMap', 'cache_dir',
-           'vocab_map', 'splits_digits_singly', 'read_paragraphs', 'align_report', 'format_align_report',
-           'run_align_report']
+           'byte_fallback_ids', 'own_ids', 'vocab_map', 'splits_digits_singly', 'read_paragraphs', 'map_report',
+           'align_report', 'format_align_report', 'run_align_report']
 
 # %% ../nbs/02_align.ipynb #6f3cb847
 class TokenizerError(ConfigError):
@@ -284,11 +284,31 @@ def cache_dir() -> Path:
 def _specials_by_name(tok) -> dict[str, int]:
     return {tok.convert_ids_to_tokens(int(i)): int(i) for i in special_ids(tok) if i < len(tok)}
 
+def byte_fallback_ids(tok) -> np.ndarray:
+    "A SentencePiece tokenizer's `<0xNN>` pieces: ids it emits only for bytes no other piece covers."
+    if tokenizer_kind(tok) != "sentencepiece": return np.zeros(0, dtype=np.int64)
+    return np.array(sorted(i for p, i in tok.get_vocab().items() if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", p)), dtype=np.int64)
+
+def own_ids(tok, tok_bytes: list[bytes]) -> dict[bytes, int]:
+    """For bytes that several ids spell, the id `tok` itself emits for them: the one it gives when it tokenizes those
+    bytes alone, else one that is not a byte-fallback piece, else the lowest."""
+    spelled: dict[bytes, list[int]] = {}
+    for i, b in enumerate(tok_bytes):
+        if b: spelled.setdefault(b, []).append(i)
+    fallback = set(byte_fallback_ids(tok).tolist())
+    out = {}
+    for b, ids in spelled.items():
+        if len(ids) < 2: continue
+        try: alone = tok(b.decode(), add_special_tokens=False)["input_ids"]
+        except UnicodeDecodeError: alone = []           # a piece of a character: no text to tokenize
+        out[b] = alone[0] if len(alone) == 1 and alone[0] in ids else min(ids, key=lambda i: (i in fallback, i))
+    return out
+
 def _build_vocab_map(t_bytes: list[bytes], s_bytes: list[bytes], t_special: dict[str, int],
-                     s_special: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    index: dict[bytes, int] = {}
+                     s_special: dict[str, int], s_own: dict[bytes, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    index: dict[bytes, int] = dict(s_own or {})       # bytes several student ids spell: the one the student emits
     for i, b in enumerate(s_bytes):
-        if b and b not in index: index[b] = i           # lowest id wins if two ids spell the same bytes
+        if b and b not in index: index[b] = i
     pairs = [(i, index[b]) for i, b in enumerate(t_bytes) if b and b in index]
     pairs += [(i, s_special[name]) for name, i in t_special.items() if name in s_special]
     a = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
@@ -297,14 +317,15 @@ def _build_vocab_map(t_bytes: list[bytes], s_bytes: list[bytes], t_special: dict
 def vocab_map(teacher_tok, student_tok, cache: Path | None = None) -> VocabMap:
     "The exact-match map between two tokenizers, from the disk cache when it has it."
     th, sh = tokenizer_hash(teacher_tok), tokenizer_hash(student_tok)
-    path = (cache or cache_dir()) / "vocab_maps" / f"v2-{th[:20]}-{sh[:20]}.npz"
+    path = (cache or cache_dir()) / "vocab_maps" / f"v3-{th[:20]}-{sh[:20]}.npz"
     if path.is_file():
         try:
             z = np.load(path)
             return VocabMap(z["teacher_ids"], z["student_ids"], len(teacher_tok), len(student_tok), th, sh)
         except Exception: pass                           # unreadable cache file: rebuild and overwrite it
-    t, s = _build_vocab_map(token_bytes(teacher_tok), token_bytes(student_tok), _specials_by_name(teacher_tok),
-                            _specials_by_name(student_tok))
+    sb = token_bytes(student_tok)
+    t, s = _build_vocab_map(token_bytes(teacher_tok), sb, _specials_by_name(teacher_tok), _specials_by_name(student_tok),
+                            own_ids(student_tok, sb))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
     np.savez(tmp, teacher_ids=t, student_ids=s); os.replace(tmp, path)
@@ -343,6 +364,19 @@ def _declared_vocab(name: str) -> int | None:
         return int(read_model_config(name)[0].get("vocab_size"))      # a config.json, not a model
     except Exception: return None
 
+def map_report(vm: VocabMap, stk, teacher_counts: np.ndarray, student_emitted: np.ndarray) -> dict:
+    """Where the map sends the teacher's mass: student ids several teacher ids map to, byte-fallback ids, and the share
+    of teacher token occurrences (`teacher_counts` over the text) whose student id the student itself emits there."""
+    s_of_t, fallback = vm.student_of_teacher(), byte_fallback_ids(stk)
+    per_student = np.bincount(vm.student_ids, minlength=vm.student_real)
+    on_emitted = (s_of_t >= 0) & student_emitted[s_of_t.clip(0)]
+    n = int(teacher_counts.sum())
+    return {"many_to_one_student_ids": int((per_student > 1).sum()),
+            "many_to_one_teacher_ids": int(per_student[per_student > 1].sum()),
+            "student_byte_fallback_ids": len(fallback),
+            "teacher_ids_on_byte_fallback": int(np.isin(vm.student_ids, fallback).sum()),
+            "teacher_share_on_emitted": round(int(teacher_counts[on_emitted].sum()) / n, 4) if n else None}
+
 def align_report(teacher: str, student: str, text: str | Path | None = None, max_bytes: int = 2_000_000,
                  teacher_tok=None, student_tok=None) -> dict:
     "The pair report as a dict (keys documented above)."
@@ -354,6 +388,7 @@ def align_report(teacher: str, student: str, text: str | Path | None = None, max
     t_has[vm.teacher_ids] = True; s_has[vm.student_ids] = True
     n_t = n_s = n_chunks = t_matched = s_matched = 0
     mt = ms = 0; longest = ""; error = None
+    t_counts, s_emitted = np.zeros(len(ttok), np.int64), np.zeros(len(stk), bool)
     for p in paras:
         te, se = encode_with_offsets(ttok, p), encode_with_offsets(stk, p)
         try:
@@ -362,6 +397,7 @@ def align_report(teacher: str, student: str, text: str | Path | None = None, max
             error = str(e); break
         n_t += len(te.ids); n_s += len(se.ids); n_chunks += len(ch)
         t_matched += int(t_has[te.ids].sum()); s_matched += int(s_has[se.ids].sum())
+        t_counts += np.bincount(te.ids, minlength=len(ttok)); s_emitted[se.ids] = True
         if len(ch):
             tl, sl = ch.teacher_end - ch.teacher_start, ch.student_end - ch.student_start
             k = int(np.argmax(tl + sl))
@@ -380,13 +416,17 @@ def align_report(teacher: str, student: str, text: str | Path | None = None, max
     if n_t and t_matched / n_t < 0.5:
         warnings.append(f"only {t_matched / n_t:.0%} of teacher tokens have an exact-match student token: "
                         "exact-match KD sees little of the teacher's distribution")
+    mapped = map_report(vm, stk, t_counts, s_emitted)
+    if mapped["teacher_share_on_emitted"] is not None and mapped["teacher_share_on_emitted"] < 0.5:
+        warnings.append(f"only {mapped['teacher_share_on_emitted']:.0%} of teacher tokens map to an id the student itself "
+                        "emits on this text: KD puts the rest of the teacher's mass on ids the LM loss never trains")
     if error: warnings.append("self-check failed: " + error)
     return {
         "teacher": teacher, "student": student,
         "teacher_vocab": {"declared": _declared_vocab(teacher), "real": len(ttok), "special": len(special_ids(ttok))},
         "student_vocab": {"declared": _declared_vocab(student), "real": len(stk), "special": len(special_ids(stk))},
         "exact_match": {"pairs": len(vm), "teacher_token_share": share(t_matched, n_t),
-                        "student_token_share": share(s_matched, n_s)},
+                        "student_token_share": share(s_matched, n_s), **mapped},
         "chunks": {"count": n_chunks, "student_end_share": share(n_chunks, n_s),
                    "mean_teacher_tokens": share(n_t, n_chunks), "mean_student_tokens": share(n_s, n_chunks),
                    "max_teacher_tokens": mt, "max_student_tokens": ms, "longest_text": longest[:200]},
@@ -407,6 +447,10 @@ def format_align_report(r: dict) -> str:
              f"{t['teacher_tokens']:,} teacher / {t['student_tokens']:,} student tokens",
              f"exact-match pairs: {x['pairs']:,}; tokens with a match: teacher {x['teacher_token_share']:.1%}, "
              f"student {x['student_token_share']:.1%}",
+             f"many-to-one: {x['many_to_one_teacher_ids']:,} teacher ids onto {x['many_to_one_student_ids']:,} student ids "
+             f"(summed by the KD); student byte-fallback ids: {x['student_byte_fallback_ids']}, with "
+             f"{x['teacher_ids_on_byte_fallback']} teacher ids on them; teacher tokens on ids the student emits: "
+             + (f"{x['teacher_share_on_emitted']:.1%}" if x["teacher_share_on_emitted"] is not None else "n/a"),
              f"chunks: {c['count']:,}; student tokens ending a chunk: {c['student_end_share']:.1%}; mean tokens per "
              f"chunk: teacher {c['mean_teacher_tokens']}, student {c['mean_student_tokens']}; longest "
              f"{c['max_teacher_tokens']}/{c['max_student_tokens']} tokens: {c['longest_text'][:60]!r}",

@@ -71,7 +71,7 @@ def decode_topk(id_bytes: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.take_along_axis(ids, order, 1), np.take_along_axis(lp, order, 1)
 
 # %% ../nbs/09_cache.ipynb #637c0425
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 MANIFEST = "manifest.json"
 
 def _sha_files(files) -> str:
@@ -215,7 +215,7 @@ def open_cache(root, cfg: DistillConfig, ttok, stok, data, student_of_teacher: t
     if not mpath.is_file(): raise ConfigError(f"teacher_cache {root}: no {MANIFEST} (write one with sad-cache)")
     try: man = json.loads(mpath.read_text())
     except ValueError as e: raise ConfigError(f"teacher_cache {mpath}: unreadable ({e})") from None
-    if man.get("version") != CACHE_VERSION: raise ConfigError(f"teacher_cache {root}: version {man.get('version')}, expected {CACHE_VERSION}")
+    if man.get("version") != CACHE_VERSION: raise ConfigError(f"teacher_cache {root}: version {man.get('version')}, expected {CACHE_VERSION} (another sad_kaggle version wrote it: run sad-cache again)")
     compare_hashes(man["hashes"], expected_hashes(cfg, ttok, stok, data), root)
     for split, info in man["splits"].items():
         n = math.ceil(info["windows"] / info["shard_windows"])

@@ -157,7 +157,7 @@ def clean_texts(ds, stats: TextStats, max_replaced: float | None = None, encodin
 
 # %% ../nbs/03_data.ipynb #9d313791
 WINDOW_COLUMNS = ("student_input_ids", "teacher_input_ids", "chunk_teacher_start", "chunk_teacher_end",
-                  "chunk_student_start", "chunk_student_end", "n_bytes", "n_predicted_bytes", "text")
+                  "chunk_student_start", "chunk_student_end", "n_bytes", "n_scored_bytes", "text")
 
 TOKENIZED = {"batches": 0}            # document batches tokenized by this process (a cache hit tokenizes none)
 
@@ -169,7 +169,7 @@ class WindowMaker:
         self.tb, self.sb = token_bytes(teacher_tok), token_bytes(student_tok)
         self.budget = max_length - len(self.sf.prefix) - len(self.sf.suffix)
         if self.budget < 2: raise DataError(f"max_length {max_length}: too short for the student's special tokens")
-        self.fingerprint = hashlib.sha256(f"windows-v1|{tokenizer_hash(teacher_tok)}|{tokenizer_hash(student_tok)}|"
+        self.fingerprint = hashlib.sha256(f"windows-v2|{tokenizer_hash(teacher_tok)}|{tokenizer_hash(student_tok)}|"
                                           f"{max_length}|{separator!r}".encode()).hexdigest()[:32]
 
     def cut_points(self, ch) -> tuple[list[tuple[int, int]], int]:
@@ -195,15 +195,13 @@ class WindowMaker:
             t0, t1, s0, s1 = int(ch.teacher_start[a]), int(ch.teacher_end[b - 1]), int(ch.student_start[a]), int(ch.student_end[b - 1])
             b0, b1 = int(ch.byte_start[a]), int(ch.byte_end[b - 1])
             s_ids = self.sf.prefix + se.ids[s0:s1].tolist() + self.sf.suffix
-            # without a BOS the first token is never predicted, so its bytes are not in bits per byte
-            pred_start = b0 if self.sf.prefix else max(b0, int(se.end[s0]))
             cols["student_input_ids"].append(s_ids)
             cols["teacher_input_ids"].append(self.tf.prefix + te.ids[t0:t1].tolist() + self.tf.suffix)
             cols["chunk_teacher_start"].append((ch.teacher_start[a:b] - t0 + len(self.tf.prefix)).tolist())
             cols["chunk_teacher_end"].append((ch.teacher_end[a:b] - t0 + len(self.tf.prefix)).tolist())
             cols["chunk_student_start"].append((ch.student_start[a:b] - s0 + len(self.sf.prefix)).tolist())
             cols["chunk_student_end"].append((ch.student_end[a:b] - s0 + len(self.sf.prefix)).tolist())
-            cols["n_bytes"].append(b1 - b0); cols["n_predicted_bytes"].append(b1 - pred_start)
+            cols["n_bytes"].append(b1 - b0); cols["n_scored_bytes"].append(b1 - int(ch.byte_end[a]))
             cols["text"].append(raw[b0:b1].decode())
             cols["dropped"].append(len(s_ids) < 2)
             cols["skipped"].append(skipped if i == 0 else 0)
@@ -284,12 +282,14 @@ def build_data(cfg: DistillConfig, teacher_tok, student_tok) -> PairData:
 # %% ../nbs/03_data.ipynb #b3eb2c0c
 @dataclass
 class DualCollator:
-    "Batch windows of two tokenizations; padding never creates a target or an aligned chunk."
-    student_pad_id: int
-    teacher_pad_id: int
+    """Batch windows of two tokenizations; padding never creates a target or an aligned chunk. A tokenizer without a
+    pad token (Llama-2's, Mistral's, GPT-2's) pads with id 0: padded positions are masked everywhere, any id will do."""
+    student_pad_id: int | None
+    teacher_pad_id: int | None
     def __call__(self, rows: list[dict]) -> dict:
         import torch
         def pad(key, value):
+            value = 0 if value is None else value
             n = max(len(r[key]) for r in rows)
             out = torch.full((len(rows), n), value, dtype=torch.long)
             mask = torch.zeros((len(rows), n), dtype=torch.bool)
@@ -302,6 +302,6 @@ class DualCollator:
                      labels=s_ids.masked_fill(~s_mask, -100), teacher_input_ids=t_ids, teacher_attention_mask=t_mask.long())
         for k in CHUNK_FIELDS[:4]:
             batch["chunk_" + k], batch["chunk_mask"] = pad("chunk_" + k, 0)
-        for k in ("n_bytes", "n_predicted_bytes"):
+        for k in ("n_bytes", "n_scored_bytes"):
             batch[k] = torch.tensor([r[k] for r in rows], dtype=torch.long)
         return batch

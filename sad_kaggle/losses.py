@@ -16,10 +16,11 @@ from .teacher import ModelDims, SignalSpec, StudentOutputs, TeacherSignal, atten
     gather_positions, layer_pairs, token_logprobs
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'KD_METHODS', 'divergence', 'log1mexp', 'kd_same_tokenizer', 'kd_exact_match', 'kd_at_positions',
-           'chunk_likelihood_loss', 'depth_weights', 'info_nce', 'anchor_index', 'StudentAwareRouter', 'Objective',
-           'objective', 'StepView', 'cacheable_config', 'lm_loss', 'kd_loss', 'feature_loss', 'attention_loss',
-           'layerwise_loss', 'contrastive_loss', 'router_loss', 'Objectives', 'combine', 'nonfinite']
+__all__ = ['OBJECTIVES', 'KD_METHODS', 'divergence', 'log1mexp', 'kd_same_tokenizer', 'merge_shared', 'kd_exact_match',
+           'kd_at_positions', 'chunk_likelihood_loss', 'depth_weights', 'info_nce', 'anchor_index',
+           'StudentAwareRouter', 'Objective', 'objective', 'StepView', 'cacheable_config', 'lm_loss', 'kd_loss',
+           'feature_loss', 'attention_loss', 'layerwise_loss', 'contrastive_loss', 'router_loss', 'Objectives',
+           'combine', 'nonfinite']
 
 # %% ../nbs/05_losses.ipynb #a7f0711f
 def divergence(t_lp: torch.Tensor, s_lp: torch.Tensor, kind: str = "forward_kl") -> torch.Tensor:
@@ -37,9 +38,10 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 # %% ../nbs/05_losses.ipynb #8a5deae9
-def _student_logprobs_at(logits: torch.Tensor, pos: torch.Tensor, temperature: float, slice_size: int = 256):
-    "log-softmax(logits / T) at positions pos [B, C] -> [B, C, V], a slice of rows at a time."
-    at = gather_positions(logits, pos)
+def _student_logprobs_at(logits: torch.Tensor, pos: torch.Tensor, temperature: float, slice_size: int = 256,
+                         vocab: int | None = None):
+    "log-softmax(logits / T) over the first `vocab` ids at positions pos [B, C] -> [B, C, vocab], a slice of rows at a time."
+    at = gather_positions(logits, pos)[..., :vocab]
     b, c, v = at.shape
     flat = at.reshape(b * c, v)
     return torch.cat([torch.log_softmax(flat[i:i + slice_size].float() / temperature, -1)
@@ -55,14 +57,26 @@ def kd_same_tokenizer(s_lp: torch.Tensor, sig: TeacherSignal, kind: str = "forwa
     t = torch.cat([sig.topk_logprobs.float(), sig.tail_logmass.float()[..., None]], -1)
     return divergence(t, torch.cat([s_top, s_tail[..., None]], -1), kind)
 
+def merge_shared(t_lp: torch.Tensor, student_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher top-k log-probabilities with every group that maps to one student id summed into the group's first
+    slot: (merged log-probabilities [..., K], the first slots [..., K]). Two teacher ids that spell the same bytes
+    (a SentencePiece teacher's `a` and `<0x61>`) are one outcome for the student."""
+    matched = student_ids >= 0
+    same = (student_ids[..., :, None] == student_ids[..., None, :]) & matched[..., :, None] & matched[..., None, :]
+    k = student_ids.shape[-1]
+    earlier = torch.ones(k, k, dtype=torch.bool, device=student_ids.device).tril(-1)      # [j, i]: i < j
+    first = matched & ~(same & earlier).any(-1)
+    return torch.logsumexp(t_lp[..., None, :].masked_fill(~same, -math.inf), -1), first
+
 def kd_exact_match(s_lp: torch.Tensor, sig: TeacherSignal, student_unmatched: torch.Tensor,
                    kind: str = "forward_kl") -> torch.Tensor:
     "Per chunk slot: divergence over matched top-k + remainder, plus the ULD distance of the unmatched mass [B, C]."
     s_lp, t_lp = s_lp.float(), sig.topk_logprobs.float()  # divergences in fp32, whatever the compute dtype
     matched = sig.topk_student_ids >= 0
     neg = torch.finfo(torch.float32).min
-    t_m = t_lp.masked_fill(~matched, neg)
-    s_m = s_lp.gather(-1, sig.topk_student_ids.clamp(min=0)).masked_fill(~matched, neg)
+    merged, first = merge_shared(t_lp, sig.topk_student_ids)      # each student id once, holding its teacher ids' mass
+    t_m = merged.masked_fill(~first, neg)
+    s_m = s_lp.gather(-1, sig.topk_student_ids.clamp(min=0)).masked_fill(~first, neg)
     t_rest = log1mexp(torch.logsumexp(t_m, -1).clamp(max=0))
     s_rest = log1mexp(torch.logsumexp(s_m, -1).clamp(max=0))
     t_dist = torch.cat([t_m, t_rest[..., None]], -1)
@@ -102,26 +116,27 @@ class _SlicedKD(torch.autograd.Function):
 
 def kd_at_positions(logits: torch.Tensor, pos: torch.Tensor, sig: TeacherSignal, method: str, temperature: float = 1.0,
                     kind: str = "forward_kl", student_unmatched: torch.Tensor | None = None, slice_size: int = 64,
-                    max_direct_bytes: int = 2**27) -> torch.Tensor:
-    """Per chunk slot KD [B, C] (`same_tokenizer` or `exact_match_uld`) of the student's logits at `pos`. Sliced (recomputed
-    in the backward pass) when the fp32 `[B, C, V]` log-probabilities would pass `max_direct_bytes`; direct below that,
-    where the recomputation would cost time and save little."""
+                    max_direct_bytes: int = 2**27, vocab: int | None = None) -> torch.Tensor:
+    """Per chunk slot KD [B, C] (`same_tokenizer` or `exact_match_uld`) of the student's logits at `pos`, a distribution
+    over its first `vocab` ids (the tokenizer's real ids; default all rows). Sliced (recomputed in the backward pass)
+    when the fp32 `[B, C, V]` log-probabilities would pass `max_direct_bytes`; direct below that, where the
+    recomputation would cost time and save little."""
     b, c = pos.shape
-    L, V = logits.shape[1], logits.shape[-1]
+    L, V = logits.shape[1], min(vocab or logits.shape[-1], logits.shape[-1])
     if b * c * V * 4 <= max_direct_bytes:
-        s_lp = _student_logprobs_at(logits, pos, temperature)
+        s_lp = _student_logprobs_at(logits, pos, temperature, vocab=V)
         return kd_same_tokenizer(s_lp, sig, kind) if method == "same_tokenizer" else \
             kd_exact_match(s_lp, sig, student_unmatched[:V], kind)
     rows = (torch.arange(b, device=pos.device)[:, None] * L + pos.clamp(min=0)).flatten()
     names = tuple(n for n in _SIG_FIELDS if getattr(sig, n) is not None)
     tensors = [getattr(sig, n).flatten(0, 1) for n in names]
     def per_rows(lg, names, ts):
-        s_lp = torch.log_softmax(lg.float() / temperature, -1)[None]
+        s_lp = torch.log_softmax(lg[..., :V].float() / temperature, -1)[None]
         part = TeacherSignal(**{n: t[None] for n, t in zip(names, ts)})
         per = kd_same_tokenizer(s_lp, part, kind) if method == "same_tokenizer" else \
             kd_exact_match(s_lp, part, student_unmatched[:V], kind)
         return per[0]
-    return _SlicedKD.apply(logits.reshape(b * L, V), rows, per_rows, slice_size, names, *tensors).view(b, c)
+    return _SlicedKD.apply(logits.reshape(b * L, logits.shape[-1]), rows, per_rows, slice_size, names, *tensors).view(b, c)
 
 # %% ../nbs/05_losses.ipynb #9f6337fe
 def chunk_likelihood_loss(s_ll: torch.Tensor, t_ll: torch.Tensor) -> torch.Tensor:
@@ -152,14 +167,18 @@ def anchor_index(mask: torch.Tensor, max_anchors: int) -> torch.Tensor:
 # %% ../nbs/05_losses.ipynb #fc10b73e
 class StudentAwareRouter(torch.nn.Module):
     "Scores teacher experts per token from student capacity, student–teacher gap and teacher importance."
-    def __init__(self, student_hidden: int, n_experts: int, top_k: int = 1):
+    def __init__(self, student_hidden: int, teacher_hidden: int, n_experts: int, top_k: int = 1):
         super().__init__()
+        # its own projection: the feature projections are pulled towards the teacher's hidden states, the router's
+        # target is an MoE block's output (cosine 0.21 between the two on the embedded teacher)
+        self.project = torch.nn.Linear(student_hidden, teacher_hidden, bias=False)
         self.capacity = torch.nn.Linear(student_hidden, n_experts)
         torch.nn.init.zeros_(self.capacity.weight); torch.nn.init.zeros_(self.capacity.bias)
         self.top_k, self.n_experts = min(top_k, n_experts), n_experts
 
-    def forward(self, h_s, proj_s, expert_out, teacher_logprobs):
-        "h_s [N, Hs], proj_s [N, Ht], expert_out [N, E, Ht], teacher_logprobs [N, E] -> (loss per token [N], load balance, probs)."
+    def forward(self, h_s, expert_out, teacher_logprobs):
+        "h_s [N, Hs], expert_out [N, E, Ht], teacher_logprobs [N, E] -> (loss per token [N], load balance, probs)."
+        proj_s = self.project(h_s.to(self.project.weight.dtype))
         gap = ((_ln(proj_s)[:, None, :] - _ln(expert_out)) ** 2).mean(-1)      # [N, E], O(1)
         score = self.capacity(h_s.float()) - gap + teacher_logprobs.float()
         probs = torch.softmax(score, -1)
@@ -238,7 +257,8 @@ def kd_loss(o, v: StepView) -> torch.Tensor:
         valid = valid & v.sig.chunk_valid
         return chunk_likelihood_loss(s_ll, v.sig.chunk_logprob.float())[valid].sum()
     T = o.cfg.temperature
-    per = kd_at_positions(v.so.logits, v.pos, v.sig, o.method, T, o.cfg.kd_divergence, o.student_unmatched)
+    per = kd_at_positions(v.so.logits, v.pos, v.sig, o.method, T, o.cfg.kd_divergence, o.student_unmatched,
+                          vocab=len(o.student_unmatched))
     return (per * T * T)[v.cm].sum()
 
 @objective("feature", signal=("hidden",))
@@ -274,7 +294,7 @@ def contrastive_loss(o, v: StepView) -> torch.Tensor:
 def router_loss(o, v: StepView) -> torch.Tensor:
     "The student-aware router's target mismatch plus its load-balance term (per chunk end)."
     l, cm = o.router_layer, v.cm
-    loss, balance, probs = o.router(v.h_s[-1][cm], v.proj[-1][cm], v.sig.expert_out[l][cm], v.sig.router_logprobs[l][cm])
+    loss, balance, probs = o.router(v.h_s[-1][cm], v.sig.expert_out[l][cm], v.sig.router_logprobs[l][cm])
     v.extra["load_balance"] = float(balance.detach())
     return loss.sum() + o.cfg.load_balance_weight * balance * int(cm.sum())
 
@@ -284,7 +304,7 @@ KD_METHODS = ("same_tokenizer", "exact_match_uld", "chunk_likelihood")
 class Objectives(torch.nn.Module):
     "Every distillation component for one micro-batch, as (sum, count); the projections and the router live here."
     def __init__(self, cfg: DistillConfig, student: ModelDims, teacher: ModelDims, same_tokenizer: bool,
-                 student_of_teacher: torch.Tensor | None = None, max_anchors: int = 256):
+                 student_of_teacher: torch.Tensor | None = None, max_anchors: int = 256, student_vocab: int | None = None):
         super().__init__()
         method = cfg.kd_method if cfg.kd_method != "auto" else ("same_tokenizer" if same_tokenizer else "exact_match_uld")
         if method == "same_tokenizer" and not same_tokenizer:
@@ -301,10 +321,11 @@ class Objectives(torch.nn.Module):
             deep = self.pairs[-1][1] - 1
             below = [m for m in teacher.moe_layers if m <= deep]
             self.router_layer = max(below) if below else min(teacher.moe_layers)
-            self.router = StudentAwareRouter(student.hidden, teacher.n_experts, cfg.router_top_k)
-        unmatched = torch.ones(student.vocab_rows, dtype=torch.bool)
+            self.router = StudentAwareRouter(student.hidden, teacher.hidden, teacher.n_experts, cfg.router_top_k)
+        # the student's real ids (its tokenizer's length): rows past them are padding, outside every KD distribution
+        unmatched = torch.ones(student_vocab or student.vocab_rows, dtype=torch.bool)
         if student_of_teacher is not None:
-            m = student_of_teacher[student_of_teacher >= 0]; unmatched[m[m < student.vocab_rows].cpu()] = False
+            m = student_of_teacher[student_of_teacher >= 0]; unmatched[m[m < len(unmatched)].cpu()] = False
         self.register_buffer("student_unmatched", unmatched, persistent=False)
         self.spec = SignalSpec(
             top_k=cfg.kd_top_k, temperature=cfg.temperature,

@@ -94,6 +94,7 @@ def setup_run(cfg: DistillConfig, accelerator, inputs: Inputs | None = None, log
     s2t = torch.as_tensor(vocab_map(pair.teacher_tokenizer, pair.student_tokenizer).student_of_teacher()).to(accelerator.device)
     teacher = open_cache(cfg.teacher_cache, cfg, pair.teacher_tokenizer, pair.student_tokenizer, data, s2t) if cached \
         else LiveTeacher(pair.teacher, pair.teacher_tokenizer, s2t)
-    obj = Objectives(cfg, model_dims(pair.student), teacher.dims, same_tok, s2t).to(accelerator.device)
+    obj = Objectives(cfg, model_dims(pair.student), teacher.dims, same_tok, s2t,
+                     student_vocab=len(pair.student_tokenizer)).to(accelerator.device)
     teacher.check_spec(obj.spec)
     return RunSetup(cfg, pair, data, collate, obj, teacher, profile)

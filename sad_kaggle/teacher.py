@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .align import TokenizerError, load_tokenizer, special_frame, token_bytes
+from .align import TokenizerError, load_tokenizer
 from .config import ConfigError, DistillConfig, embedded_path, resolve_gpu_profile, resolve_teacher_dtype
 from .inputs import hub_miss
 
@@ -22,9 +22,9 @@ __all__ = ['TORCH_DTYPES', 'LAYER_LISTS', 'BLOCK_NAMES', 'PRECISION_KL_LIMIT', '
            'load_pair', 'ModelStructureError', 'decoder', 'decoder_layers', 'layer_block', 'output_logits',
            'check_output_logits', 'layer_pairs', 'moe_layers', 'expert_outputs', 'routing', 'ExpertCapture',
            'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions', 'attention_at', 'token_logprobs',
-           'chunk_sums', 'restrict_to_student', 'teacher_nats_bytes', 'live_signal', 'StudentOutputs',
-           'student_forward', 'ModelDims', 'model_dims', 'LiveTeacher', 'tokens_per_second', 'PrecisionCheck',
-           'teacher_precision_check', 'signal_nonfinite']
+           'chunk_sums', 'restrict_to_student', 'scored_tokens', 'scored_nats', 'teacher_nats_bytes', 'live_signal',
+           'StudentOutputs', 'student_forward', 'ModelDims', 'model_dims', 'LiveTeacher', 'tokens_per_second',
+           'PrecisionCheck', 'teacher_precision_check', 'signal_nonfinite']
 
 # %% ../nbs/04_teacher.ipynb #a3df924d
 class ModelLoadError(ConfigError):
@@ -324,28 +324,37 @@ def restrict_to_student(topk_ids: torch.Tensor, student_of_teacher: torch.Tensor
     m = student_of_teacher.to(topk_ids.device)
     return torch.where(topk_ids < len(m), m[topk_ids.clamp(max=len(m) - 1)], -1)
 
-def teacher_nats_bytes(teacher, batch: dict, first_bytes=None) -> tuple[float, float]:
-    "The teacher's summed next-token cross-entropy (nats) on the batch and the bytes it predicts (for bits per byte)."
-    with torch.autocast(batch["teacher_input_ids"].device.type, enabled=False):      # the teacher's own dtype
-        return _teacher_nats_bytes(teacher, batch, first_bytes)
+def scored_tokens(start: torch.Tensor, end: torch.Tensor, mask: torch.Tensor, length: int) -> torch.Tensor:
+    "[B, length]: True at the tokens of every chunk but the first, the tokens bits per byte scores (both sides alike)."
+    if start.shape[1] < 2: return torch.zeros(start.shape[0], length, dtype=torch.bool, device=start.device)
+    j = torch.arange(length, device=start.device)
+    last = (end * mask).max(1).values
+    return mask[:, 1:2] & (j >= start[:, 1:2]) & (j < last[:, None])
 
-def _teacher_nats_bytes(teacher, batch: dict, first_bytes=None) -> tuple[float, float]:
-    logits = teacher(input_ids=batch["teacher_input_ids"], attention_mask=batch["teacher_attention_mask"]).logits.float()
-    lab = batch["teacher_input_ids"].masked_fill(batch["teacher_attention_mask"] == 0, -100)
-    nats = float(torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), lab[:, 1:].flatten(),
-                                                   ignore_index=-100, reduction="sum"))
-    return nats, float(batch["n_bytes"].sum()) - (float(first_bytes(batch)) if first_bytes else 0.0)
+def scored_nats(logits: torch.Tensor, ids: torch.Tensor, start, end, mask) -> torch.Tensor:
+    "Summed next-token cross-entropy (nats) of the scored tokens (token j is predicted at position j - 1)."
+    keep = scored_tokens(start, end, mask, ids.shape[1])[:, 1:]
+    return torch.nn.functional.cross_entropy(logits[:, :-1][keep].float(), ids[:, 1:][keep], reduction="sum")
+
+def teacher_nats_bytes(teacher, batch: dict) -> tuple[float, float]:
+    "The teacher's nats on the scored tokens of the batch and the bytes they spell (`n_scored_bytes`): bits per byte."
+    with torch.autocast(batch["teacher_input_ids"].device.type, enabled=False):      # the teacher's own dtype
+        logits = teacher(input_ids=batch["teacher_input_ids"], attention_mask=batch["teacher_attention_mask"]).logits
+        nats = scored_nats(logits, batch["teacher_input_ids"], batch["chunk_teacher_start"], batch["chunk_teacher_end"],
+                           batch["chunk_mask"])
+    return float(nats), float(batch["n_scored_bytes"].sum())
 
 # %% ../nbs/04_teacher.ipynb #213177cd
 def live_signal(teacher, batch: dict, spec: SignalSpec, student_of_teacher: torch.Tensor | None = None,
-                dtype=None) -> TeacherSignal:
-    """Run the frozen teacher on the batch and lay its signal out on the chunk slots. The teacher runs in its own
-    dtype, never under the student's autocast: an fp32 teacher kept for fp16 safety must not be run in fp16 anyway."""
+                dtype=None, vocab: int | None = None) -> TeacherSignal:
+    """Run the frozen teacher on the batch and lay its signal out on the chunk slots, over its first `vocab` ids (the
+    tokenizer's real ids; default: every row). The teacher runs in its own dtype, never under the student's
+    autocast: an fp32 teacher kept for fp16 safety must not be run in fp16 anyway."""
     with torch.autocast(batch["teacher_input_ids"].device.type, enabled=False):
-        return _live_signal(teacher, batch, spec, student_of_teacher, dtype)
+        return _live_signal(teacher, batch, spec, student_of_teacher, dtype, vocab)
 
 # %% ../nbs/04_teacher.ipynb #00936199
-def _live_signal(teacher, batch, spec, student_of_teacher, dtype) -> TeacherSignal:
+def _live_signal(teacher, batch, spec, student_of_teacher, dtype, vocab=None) -> TeacherSignal:
     assert not teacher.training, "the teacher must be in eval mode"
     ids, am = batch["teacher_input_ids"], batch["teacher_attention_mask"]
     pos, cm = batch["chunk_teacher_end"] - 1, batch["chunk_mask"]
@@ -358,7 +367,7 @@ def _live_signal(teacher, batch, spec, student_of_teacher, dtype) -> TeacherSign
             out = decoder(teacher)(input_ids=ids, attention_mask=am, output_hidden_states=True, use_cache=False)
     finally:
         for h in handles: h.remove()
-    head, sig = (lambda h: output_logits(teacher, h)), TeacherSignal()
+    head, sig = (lambda h: output_logits(teacher, h)[..., :vocab]), TeacherSignal()      # padding rows are not tokens
     ends = gather_positions(out.last_hidden_state, pos)                  # [B, C, H]
     b, c = pos.shape
     flat = ends.reshape(b * c, -1)
@@ -447,20 +456,15 @@ class LiveTeacher:
         self.params = sum(p.numel() for p in model.parameters())
         self.dtype = str(next(model.parameters()).dtype).replace("torch.", "")
         self.teacher_bits_per_byte = None                # measured on the student's held-out windows by the evaluation
-        self._bytes, self._bos = token_bytes(tokenizer), bool(special_frame(tokenizer).prefix)
         self._vocab = len(tokenizer)
 
     def check_spec(self, spec: SignalSpec): pass         # the live teacher gives every part of the signal
 
     def signal(self, batch: dict, split: str, spec: SignalSpec) -> TeacherSignal:
-        return live_signal(self.model, batch, spec, self.student_of_teacher, dtype=torch.float32)
-
-    def _first_bytes(self, batch: dict) -> int:
-        "Bytes of each row's first token, which nothing predicts when the teacher has no BOS."
-        return sum(len(self._bytes[int(i)]) for i in batch["teacher_input_ids"][:, 0].tolist())
+        return live_signal(self.model, batch, spec, self.student_of_teacher, dtype=torch.float32, vocab=self._vocab)
 
     def nats_bytes(self, batch: dict) -> tuple[float, float]:
-        return teacher_nats_bytes(self.model, batch, None if self._bos else self._first_bytes)
+        return teacher_nats_bytes(self.model, batch)
 
     def tokens_per_second(self, n: int = 128, reps: int = 3) -> float:
         return tokens_per_second(self.model, self._vocab, n, reps)

@@ -26,7 +26,7 @@ from .inputs import CKPT_DIR, Inputs, checkpoints, default_roots, resolve_source
 from .losses import OBJECTIVES, cacheable_config, combine, nonfinite
 from .run import RunSetup, any_process, per_process, setup_run
 from .student import model_card, publish_student, save_dtype_name, save_student
-from .teacher import gather_positions, signal_nonfinite, student_forward, tokens_per_second
+from .teacher import gather_positions, scored_nats, signal_nonfinite, student_forward, tokens_per_second
 
 # %% auto #0
 __all__ = ['CKPT_FILES', 'RESUME_CAN_CHANGE', 'STOPPED_FILE', 'TEACHER_HINT', 'fmt_lr', 'TrainState', 'epoch_order',
@@ -349,7 +349,9 @@ def evaluate(student, teacher, objectives, batches, cfg: DistillConfig, accelera
             s, _ = objectives(batch, so, sig)
         for k, v in s.items(): sums[k] = sums.get(k, 0.0) + float(v)
         for k, v in objectives.counts(batch).items(): counts[k] = counts.get(k, 0) + v
-        tot["lm_nats"] += float(s["lm"]); tot["pred_bytes"] += float(batch["n_predicted_bytes"].sum())
+        tot["lm_nats"] += float(scored_nats(so.logits, batch["student_input_ids"], batch["chunk_student_start"],
+                                            batch["chunk_student_end"], batch["chunk_mask"]))
+        tot["pred_bytes"] += float(batch["n_scored_bytes"].sum())       # the bytes the teacher is scored on too
         if teacher_bpb is None:      # teacher bits per byte on the same windows
             nats, nbytes = teacher.nats_bytes(batch)
             tot["t_nats"] += nats; tot["t_bytes"] += nbytes

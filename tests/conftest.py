@@ -28,3 +28,8 @@ def one_line(err: str) -> str:
     assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
     assert "Traceback" not in err
     return lines[0]
+
+
+def pytest_configure(config):
+    # `slow`: large vocabularies or whole runs; the README's test command runs them too (no -m filter)
+    config.addinivalue_line("markers", "slow: a slower case, still run by the README's test command")

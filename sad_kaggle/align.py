@@ -35,6 +35,17 @@ def _looks_like_path(name: str) -> bool:
     "Hub names are `name` or `owner/name`; anything else is meant as a local path."
     return name.startswith((".", "/", "~")) or name.count("/") > 1
 
+def _sentencepiece_hint(local: Path) -> str:
+    "What a folder with only a SentencePiece `tokenizer.model` (no `tokenizer.json`) lacks to be read, if anything."
+    if not (local.is_dir() and (local / "tokenizer.model").is_file() and not (local / "tokenizer.json").is_file()): return ""
+    import importlib.util
+    def missing(module):
+        try: return importlib.util.find_spec(module) is None
+        except ModuleNotFoundError: return True       # `google` itself absent
+    need = [p for p, m in (("sentencepiece", "sentencepiece"), ("protobuf", "google.protobuf")) if missing(m)]
+    # without them transformers falls back to a tiktoken reader, whose error says nothing about SentencePiece
+    return f" (its tokenizer.model is SentencePiece: pip install {' '.join(need)})" if need else ""
+
 def load_tokenizer(name: str, **kwargs):
     "A fast `transformers` tokenizer from a local directory, an embedded asset or the hub."
     from transformers import AutoTokenizer
@@ -51,7 +62,8 @@ def load_tokenizer(name: str, **kwargs):
         tok = AutoTokenizer.from_pretrained(src, **kwargs)
     except Exception as e:   # transformers raises OSError, ValueError, HF hub errors...: one line each
         if not local.exists(): raise TokenizerError(f"tokenizer {name}: {hub_miss()}") from None
-        raise TokenizerError(f"tokenizer {name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise TokenizerError(f"tokenizer {name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                             + _sentencepiece_hint(local)) from None
     if not getattr(tok, "is_fast", False):
         raise TokenizerError(f"tokenizer {name}: a slow tokenizer ({type(tok).__name__}) gives no byte offsets; "
                              "use a fast (tokenizer.json) one")

@@ -2,8 +2,8 @@
 
 Models come from their transformers configs (2 layers, width 32); tokenizers are the embedded pair
 (byte-level BPE), GPT-2's and Qwen's (byte-level BPE, from `real_tokenizers.py`) and two
-SentencePiece models trained here on the embedded corpus with byte fallback: a BPE one with a dummy
-prefix and a Unigram one. Every model gets a few embedding rows past its tokenizer (padding rows, as
+SentencePiece models trained here on the embedded corpus with byte fallback: a BPE one (with and
+without the dummy prefix space) and a Unigram one. Every model gets a few embedding rows past its tokenizer (padding rows, as
 real checkpoints have), so the signal must keep to the real ids.
 """
 from __future__ import annotations
@@ -56,26 +56,33 @@ def corpus_text(max_chars: int = 400_000) -> str:
     return gzip.decompress((embedded_path("sad_kaggle:corpus") / "train.txt.gz").read_bytes()).decode()[:max_chars]
 
 
-def sentencepiece_dir(dest: Path, model_type: str, vocab_size: int = 1000) -> Path:
-    "Train a SentencePiece model with byte fallback on the embedded corpus; a folder transformers loads as LlamaTokenizer."
+def sentencepiece_dir(dest: Path, model_type: str, vocab_size: int = 1000, dummy_prefix: bool = True,
+                      model: Path | None = None) -> Path:
+    """A folder transformers loads as a LlamaTokenizer: a SentencePiece model with byte fallback trained on the embedded
+    corpus (or `model`, one trained before), with or without the dummy prefix space."""
+    import shutil
+
     import sentencepiece as spm
     dest.mkdir(parents=True, exist_ok=True)
+    if model is not None: shutil.copy(model, dest / "tokenizer.model")
     if not (dest / "tokenizer.model").is_file():
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(corpus_text().splitlines()), model_prefix=str(dest / "tokenizer"),
             vocab_size=vocab_size, model_type=model_type, byte_fallback=True, add_dummy_prefix=True,
             character_coverage=0.9995, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
-        (dest / "tokenizer_config.json").write_text(json.dumps(
-            {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-             "add_bos_token": True, "add_eos_token": False}))
+    (dest / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+         "add_bos_token": True, "add_eos_token": False, "add_prefix_space": dummy_prefix, "legacy": False}))
     return dest
 
 
 def tokenizers(root: Path, real: dict | None) -> dict:
-    "name -> tokenizer: the embedded pair, two trained SentencePiece models, and GPT-2's / Qwen3's when `real` is given."
+    "name -> tokenizer: the embedded pair, three SentencePiece ones (two trained models), and GPT-2's and Qwen3's when `real` is given."
     out = {"embedded-teacher": load_tokenizer("sad_kaggle:tiny-teacher"),
            "embedded-student": load_tokenizer("sad_kaggle:tiny-student"),
            "sp-bpe": load_tokenizer(str(sentencepiece_dir(root / "sp-bpe", "bpe"))),
+           "sp-bpe-noprefix": load_tokenizer(str(sentencepiece_dir(root / "sp-bpe-noprefix", "bpe", dummy_prefix=False,
+                                                                   model=root / "sp-bpe" / "tokenizer.model"))),
            "sp-unigram": load_tokenizer(str(sentencepiece_dir(root / "sp-unigram", "unigram")))}
     for k in ("gpt2", "qwen3"):
         if real: out[k] = load_tokenizer(str(real[k]))

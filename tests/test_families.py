@@ -4,8 +4,8 @@ byte-level BPE pairs (issue 17).
 Tiny random models of ten architectures (Llama, Qwen2, Qwen3, Qwen3-MoE, Mistral, Gemma-2 with logit
 softcapping, Granite with logit scaling, Cohere with logit scale, GPT-2, Phi-3), built from their
 configs, with tokenizers of each kind: byte-level BPE (the embedded pair, GPT-2's, Qwen3's) and
-SentencePiece with byte fallback and a dummy prefix (BPE and Unigram, trained here on the embedded
-corpus). For every teacher/student pair: the alignment self-check passes; the map sends the teacher to
+SentencePiece with byte fallback, with and without a dummy prefix (BPE and Unigram, trained here on
+the embedded corpus). For every teacher/student pair: the alignment self-check passes; the map sends the teacher to
 the ids the student itself emits; the live signal equals `model(...).logits` (post-processing
 included) over the real ids and sums to 1; one step of every objective is finite; and a student that
 *is* its teacher gets KD ~ 0. Pairs with Qwen3's 151,669-id tokenizer are `slow`.
@@ -40,6 +40,8 @@ PAIRS = [
     ("phi3", "sp-bpe", "phi3", "sp-bpe"),
     ("mistral", "embedded-student", "qwen2", "embedded-student"),
     ("gpt2", "gpt2", "granite", "sp-bpe"),
+    ("qwen3", "sp-bpe-noprefix", "cohere", "sp-bpe"),
+    ("gpt2", "embedded-teacher", "qwen2", "sp-bpe-noprefix"),
     ("qwen3_moe", "qwen3", "llama", "gpt2"),
     ("qwen2", "qwen3", "qwen3", "qwen3"),
     ("granite", "qwen3", "phi3", "sp-unigram"),
@@ -72,7 +74,7 @@ def batch_of(ttok, stok, docs, max_length: int = 48, rows: int = 3) -> dict:
 
 
 def config(**kw) -> DistillConfig:
-    return DistillConfig.from_preset("tiny-cpu", kd_top_k=16, temperature=2.0, **kw)
+    return DistillConfig.from_preset("tiny-cpu", **{"kd_top_k": 16, "temperature": 2.0, **kw})
 
 
 @pytest.mark.parametrize("t_arch,t_tok,s_arch,s_tok", marked(PAIRS))
@@ -127,6 +129,16 @@ def test_a_pair_gets_the_right_signal_and_trains(toks, docs, t_arch, t_tok, s_ar
     assert all(np.isfinite(float(v.detach())) for v in raw.values()), raw
     assert all(torch.isfinite(p.grad).all() for p in [*student.parameters(), *obj.parameters()] if p.grad is not None)
     assert float(raw["kd"].detach()) > 0
+    if same:    # the full-vocabulary KD of one tokenizer: teacher and student rows differ, the real ids do not
+        full_obj = Objectives(config(kd_top_k=None), model_dims(student), src.dims, True, student_vocab=len(stok))
+        with torch.no_grad():
+            so = student_forward(student, batch, [s for s, _ in full_obj.att_pairs])
+            sig = src.signal(batch, "train", full_obj.spec)
+            sums, _ = full_obj(batch, so, sig)
+            s_lp = torch.log_softmax(gather_positions(so.logits[..., :len(stok)], batch["chunk_student_end"] - 1) / 2.0, -1)
+            t_lp = sig.full_logprobs
+            want = (t_lp.exp() * (t_lp - s_lp)).sum(-1)[cm].sum() * 4.0        # forward KL over the real ids, x T^2
+        torch.testing.assert_close(sums["kd"], want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("arch,tok", marked(MODELS))

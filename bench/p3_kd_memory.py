@@ -38,7 +38,10 @@ class _Base(torch.nn.Module):
 
 class _Teacher(torch.nn.Module):
     "Stands in for the teacher after its last layer: `live_signal` only needs the final hidden states and the head."
-    def __init__(self, h, head): super().__init__(); self.base_model, self.head = _Base(h), head; self.eval()
+    def __init__(self, h, head):
+        super().__init__(); self.base_model, self.head = _Base(h), head
+        self.config = SimpleNamespace()                           # no logit post-processing (output_logits reads it)
+        self.eval()
     def get_output_embeddings(self): return self.head
 
 

@@ -115,8 +115,8 @@ def compare_hashes(have: dict, want: dict, where) -> None:
     "Raise `ConfigError` naming the first hash that differs."
     why = {"teacher": "the teacher's config or weights", "teacher_tokenizer": "the teacher tokenizer",
            "student_tokenizer": "the student tokenizer", "signal": "kd_top_k or temperature",
-           "data_train": "the training windows (dataset, split, seed, max_length or subset size)",
-           "data_eval": "the held-out windows (eval dataset, split, seed, max_length or subset size)"}
+           "data_train": "the training windows (dataset, split, data_seed or seed, max_length or subset size)",
+           "data_eval": "the held-out windows (eval dataset, split, data_seed or seed, max_length or subset size)"}
     for k, v in want.items():
         if v is None or (k == "teacher" and have.get(k) is None): continue     # the teacher's files are not here
         if k not in have: raise ConfigError(f"teacher_cache {where}: holds no {k.replace('data_', '')} split; run sad-cache --split {k.replace('data_', '')}")

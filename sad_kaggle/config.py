@@ -19,8 +19,8 @@ __all__ = ['COMPONENTS', 'FIELDS', 'RETIRED', 'LEGACY_KEYS', 'GPU_PROFILES', 'AS
            'ConfigError', 'default_curriculum', 'curriculum_multiplier', 'DistillConfig', 'validate',
            'config_from_dict', 'atomic_write_text', 'config_changes', 'format_changes', 'config_sources', 'parse_set',
            'GpuProfile', 'detect_gpu_profile', 'resolve_gpu_profile', 'resolve_precision', 'resolve_teacher_dtype',
-           'StepPlan', 'make_scheduler', 'lr_curve', 'curriculum_weights', 'embedded_path', 'shipped_model_config',
-           'Translation', 'LegacyConfig', 'load_legacy_config', 'load_config']
+           'StepPlan', 'make_scheduler', 'lr_curve', 'curriculum_weights', 'data_seed_of', 'embedded_path',
+           'shipped_model_config', 'Translation', 'LegacyConfig', 'load_legacy_config', 'load_config']
 
 # %% ../nbs/00_config.ipynb #7b6762ce
 class ConfigError(ValueError):
@@ -203,6 +203,9 @@ class DistillConfig:
         doc="When the output is not a terminal (a subprocess, a log file), one status line every this many seconds "
             "instead of a progress bar.")
     seed: int = _spec(42, group="output", kind="int", low=0, high=2**32 - 1, doc="Seed of every RNG.")
+    data_seed: int | None = _spec(None, group="output", kind="int", low=0, high=2**32 - 1, optional=True,
+        doc="Seed of the held-out split, the document shuffle and the window order (default: `seed`). Fix it to "
+            "vary `seed` over the same windows, so one teacher cache serves every seed (transformers' `data_seed`).")
     save_dtype: str = _spec("auto", group="output", kind="str", choices=("auto", "fp32", "fp16", "bf16"),
         doc="dtype of the saved student (`auto`: the training precision, fp16/bf16 on GPU, fp32 on CPU).")
     push_to_hub: str | None = _spec(None, group="output", kind="str", optional=True,
@@ -523,6 +526,11 @@ def lr_curve(cfg: DistillConfig, plan: StepPlan, max_points: int | None = None) 
 def curriculum_weights(cfg: DistillConfig, progress: float) -> dict[str, float]:
     "Weight of every loss component at `progress` in [0, 1]: `alpha_*` × its curriculum multiplier."
     return {c: getattr(cfg, f"alpha_{c}") * curriculum_multiplier(cfg.curriculum.get(c, []), progress) for c in COMPONENTS}
+
+# %% ../nbs/00_config.ipynb #922d8ab7
+def data_seed_of(cfg: DistillConfig) -> int:
+    "The seed of the split, the document shuffle and the window order: `data_seed`, else `seed`."
+    return cfg.seed if cfg.data_seed is None else cfg.data_seed
 
 # %% ../nbs/00_config.ipynb #ec91a0a3
 ASSETS = Path(__file__).parent / "assets" if "__file__" in globals() else Path("../sad_kaggle/assets")

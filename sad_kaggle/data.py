@@ -16,7 +16,7 @@ import numpy as np
 
 from .align import (CHUNK_FIELDS, align_chunks, encode_with_offsets, special_frame, token_bytes,
                               tokenizer_hash)
-from .config import ConfigError, DistillConfig, embedded_path
+from .config import ConfigError, DistillConfig, data_seed_of, embedded_path
 from .inputs import hub_miss, hub_offline
 
 # %% auto #0
@@ -222,7 +222,7 @@ def split_texts(cfg: DistillConfig) -> tuple:
                                       cfg.text_encoding), eval_st, cfg.max_replaced_fraction, cfg.text_encoding)
     else:
         if len(train) < 2: raise DataError(f"dataset {cfg.dataset}: {len(train)} document(s), too few to hold any out")
-        parts = train.train_test_split(test_size=cfg.eval_fraction, seed=cfg.seed, shuffle=True)
+        parts = train.train_test_split(test_size=cfg.eval_fraction, seed=data_seed_of(cfg), shuffle=True)
         train, held = parts["train"], parts["test"]
         eval_st = TextStats(cfg.dataset, f"{cfg.train_split} (held-out {cfg.eval_fraction:g})",
                             documents=len(held))
@@ -276,8 +276,8 @@ def build_data(cfg: DistillConfig, teacher_tok, student_tok) -> PairData:
     before = TOKENIZED["batches"]
     train, held, tst, est = split_texts(cfg)
     wm = WindowMaker(teacher_tok, student_tok, cfg.max_length)
-    return PairData(make_windows(train, wm, tst, cfg.dataset_subset_size, cfg.seed),
-                    make_windows(held, wm, est, cfg.eval_subset_size, cfg.seed), tst, est, TOKENIZED["batches"] - before)
+    return PairData(make_windows(train, wm, tst, cfg.dataset_subset_size, data_seed_of(cfg)),
+                    make_windows(held, wm, est, cfg.eval_subset_size, data_seed_of(cfg)), tst, est, TOKENIZED["batches"] - before)
 
 # %% ../nbs/03_data.ipynb #b3eb2c0c
 @dataclass

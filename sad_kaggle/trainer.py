@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from .config import (ConfigError, DistillConfig, StepPlan, atomic_write_text, config_changes, curriculum_weights,
-                               format_changes, load_config, lr_curve, make_scheduler, resolve_gpu_profile, resolve_precision)
+                               data_seed_of, format_changes, load_config, lr_curve, make_scheduler, resolve_gpu_profile,
+                               resolve_precision)
 from .guards import MemoryGuard, Progress, TimeBudget, is_oom, session_start
 from .inputs import CKPT_DIR, Inputs, checkpoints, default_roots, resolve_sources
 from .losses import OBJECTIVES, cacheable_config, combine, nonfinite
@@ -791,7 +792,7 @@ def loop(sess: Session) -> dict:
 def next_group(sess: Session) -> tuple[list, int] | None:
     "The next `accumulation` micro-batches of this epoch's order and the position after them; None at the epoch's end."
     st, s = sess.state, sess.setup
-    order = epoch_order(len(s.data.train), sess.cfg.seed, st.epoch, sess.accelerator.process_index, sess.world)
+    order = epoch_order(len(s.data.train), data_seed_of(sess.cfg), st.epoch, sess.accelerator.process_index, sess.world)
     if st.position >= len(order):
         st.epoch, st.position = st.epoch + 1, 0
         return None

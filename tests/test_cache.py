@@ -68,6 +68,18 @@ def test_a_cache_that_does_not_match_is_refused_in_one_line(cache, tmp_path):
     assert r.returncode == 64 and "signal hash differs" in one_line(r.stderr)
 
 
+def test_a_cache_serves_another_training_seed_over_the_same_windows(cache, tmp_path):
+    # the windows follow data_seed (default: seed), so a cache built with seed 42 serves seed 7 when data_seed stays 42
+    out, _ = cache
+    args = ["--preset", "tiny-cpu", "--max-steps", "4", "--set", "warmup_ratio=0.25", "--set", f"teacher_cache={out}",
+            "--set", "eval_steps=4", "--set", "seed=7"]
+    r = run_cli("sad-train", *args, "--set", "data_seed=42", "--output-dir", tmp_path / "seed7", timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert json.loads((tmp_path / "seed7" / "config.json").read_text())["seed"] == 7
+    r = run_cli("sad-train", *args, "--output-dir", tmp_path / "refused", timeout=600)
+    assert r.returncode == 64 and "data_seed or seed" in one_line(r.stderr)
+
+
 def test_a_truncated_shard_is_refused_before_training_and_nothing_is_written(cache, tmp_path):
     import shutil
     out, _ = cache

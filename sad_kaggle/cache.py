@@ -20,7 +20,7 @@ from .teacher import ModelDims, SignalSpec, TeacherSignal, restrict_to_student
 # %% auto #0
 __all__ = ['LP_FLOOR', 'CACHE_VERSION', 'MANIFEST', 'varint_encode', 'varint_decode', 'quantize_logprobs', 'dequantize_logprobs',
            'encode_topk', 'decode_topk', 'teacher_hash', 'data_hash', 'signal_hash', 'expected_hashes',
-           'compare_hashes', 'renormalized_topk', 'CachedTeacher', 'open_cache']
+           'compare_hashes', 'renormalized_topk', 'truncated_topk', 'check_signal', 'CachedTeacher', 'open_cache']
 
 # %% ../nbs/09_cache.ipynb #e6b52191
 LP_FLOOR = 20.0          # nats: log-probabilities below -20 are stored as -20
@@ -135,6 +135,25 @@ def renormalized_topk(lp: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
     rest = torch.log(-torch.expm1(tail.clamp(max=-1e-7)))         # log(1 - tail mass): what the top-k must hold
     return lp + (rest - torch.logsumexp(lp, -1))[..., None]
 
+def truncated_topk(lp: torch.Tensor, ids: torch.Tensor, tail: torch.Tensor, k: int) -> tuple:
+    "The top-`k` of a stored top-`K` (rows in descending order, `k` ≤ `K`): the dropped entries' mass joins the tail."
+    if k >= lp.shape[-1]: return lp, ids, tail
+    return lp[..., :k], ids[..., :k], torch.logsumexp(torch.cat([tail[..., None], lp[..., k:]], -1), -1)
+
+def check_signal(stored: dict, cfg: DistillConfig, where) -> None:
+    "Refuse, in one line, a run whose `kd_top_k` or `temperature` the stored signal cannot serve (see above)."
+    K, T = stored["top_k"], stored["temperature"]
+    if cfg.kd_top_k is None:
+        raise ConfigError(f"kd_top_k: teacher_cache {where} holds the teacher's top-{K}; a full-vocabulary KD "
+                          f"(kd_top_k=None) needs the live teacher")
+    if cfg.kd_top_k > K:
+        raise ConfigError(f"kd_top_k: teacher_cache {where} holds the teacher's top-{K}, this run asks for "
+                          f"{cfg.kd_top_k} (set kd_top_k <= {K}, or run sad-cache with kd_top_k={cfg.kd_top_k})")
+    if not math.isclose(cfg.temperature, T, rel_tol=1e-9):
+        raise ConfigError(f"temperature: teacher_cache {where} was written at temperature {T:g}, this run asks "
+                          f"{cfg.temperature:g}; the tail's mass at another temperature is not in a top-k (set "
+                          f"temperature={T:g}, or run sad-cache with temperature={cfg.temperature:g})")
+
 class CachedTeacher:
     "A teacher source (see `LiveTeacher`) serving the `TeacherSignal`s that `write_cache` stored."
     dtype = "cached"
@@ -200,8 +219,9 @@ class CachedTeacher:
             take = torch.arange(C).clamp(max=max(n - 1, 0))           # padding repeats the last row
             for k in parts: parts[k].append(rows[k][take])
         st = {k: torch.stack(v).to(dev) for k, v in parts.items()}
-        sig = TeacherSignal(topk_logprobs=renormalized_topk(st["lp"].float(), st["tail"].float()), topk_ids=st["ids"].long(),
-                            tail_logmass=st["tail"].float(),
+        lp, ids, tail = truncated_topk(renormalized_topk(st["lp"].float(), st["tail"].float()), st["ids"].long(),
+                                       st["tail"].float(), spec.top_k)
+        sig = TeacherSignal(topk_logprobs=lp, topk_ids=ids, tail_logmass=tail,
                             chunk_logprob=st["chunk_logprob"].float(), chunk_valid=st["chunk_valid"] & cm.bool(),
                             hidden={l: st[f"hidden_{l}"].float() for l in spec.hidden_layers})
         if self.student_of_teacher is not None:
@@ -216,7 +236,8 @@ def open_cache(root, cfg: DistillConfig, ttok, stok, data, student_of_teacher: t
     try: man = json.loads(mpath.read_text())
     except ValueError as e: raise ConfigError(f"teacher_cache {mpath}: unreadable ({e})") from None
     if man.get("version") != CACHE_VERSION: raise ConfigError(f"teacher_cache {root}: version {man.get('version')}, expected {CACHE_VERSION} (another sad_kaggle version wrote it: run sad-cache again)")
-    compare_hashes(man["hashes"], expected_hashes(cfg, ttok, stok, data), root)
+    compare_hashes(man["hashes"], {k: v for k, v in expected_hashes(cfg, ttok, stok, data).items() if k != "signal"}, root)
+    check_signal(man["signal"], cfg, root)
     for split, info in man["splits"].items():
         n = math.ceil(info["windows"] / info["shard_windows"])
         missing = [s for s in range(n) if str(s) not in info["shards"] or not (root / _shard_name(split, s)).is_file()]

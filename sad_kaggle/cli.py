@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
+
+import torch.distributed as dist
 
 from .config import GPU_PROFILES, PRESETS, ConfigError, parse_set
 from .diagnose import run_diagnose
@@ -16,11 +19,13 @@ from .align import run_align_report
 from .trainer import run_eval, run_train
 from .plots import TrainingPlots
 from .cache_writer import run_cache
+from .ablate import AblationStopped, BUILTIN_ROWS, run_ablate
 
 # %% auto #0
 __all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_STOPPED', 'EXIT_BAD_INPUT', 'command', 'injected_faults', 'overrides_or_exit',
-           'diagnose_parser', 'sad_diagnose', 'align_report_parser', 'sad_align_report', 'train_parser', 'sad_train',
-           'eval_parser', 'sad_eval', 'cache_parser', 'sad_cache']
+           'end_processes', 'diagnose_parser', 'sad_diagnose', 'align_report_parser', 'sad_align_report',
+           'train_parser', 'sad_train', 'eval_parser', 'sad_eval', 'cache_parser', 'sad_cache', 'ablate_parser',
+           'sad_ablate']
 
 # %% ../nbs/99_cli.ipynb #a15ccafb
 EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_BAD_INPUT = 0, 1, 3, 64
@@ -44,6 +49,14 @@ def overrides_or_exit(prog: str, pairs) -> dict:
     try: return parse_set(pairs)
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr); sys.exit(EXIT_BAD_INPUT)
+
+def end_processes():
+    "Under torchrun, after a run every process finished: wait for all, then close the process group."
+    # A gloo group left for the interpreter's exit can abort its process ("terminate called without an
+    # active exception", pytorch#190489), which torchrun reports as a failed run. Only after a clean end:
+    # a process that failed may leave the others inside a collective, where a barrier would hang.
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier(); dist.destroy_process_group()
 
 # %% ../nbs/99_cli.ipynb #6b35be2b
 def diagnose_parser() -> argparse.ArgumentParser:
@@ -130,6 +143,7 @@ def sad_train(argv=None) -> int:
         return EXIT_STOPPED if res.stopped and not os.environ.get("TORCHELASTIC_RUN_ID") else EXIT_OK
     code = command("sad-train", run)
     if plots.output_dir is not None: plots.finish()
+    if code in (EXIT_OK, EXIT_STOPPED): end_processes()
     sys.exit(code)
 
 # %% ../nbs/99_cli.ipynb #66a239e3
@@ -176,3 +190,34 @@ def sad_cache(argv=None) -> int:
             return EXIT_STOPPED
         return EXIT_OK
     sys.exit(command("sad-cache", run))
+
+# %% ../nbs/99_cli.ipynb #42e6479b
+def ablate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sad-ablate", description="Train each row of objectives for each seed and compare "
+                                "held-out bits per byte with the CE-only student; run it again to continue.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", metavar="FILE", help="base config JSON file")
+    src.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset")
+    p.add_argument("--output-dir", required=True, metavar="DIR", help="the cache, every run, ablation.json/.md/.png")
+    p.add_argument("--rows", default="ce,kd,defaults", help=f"comma-separated built-in rows: {', '.join(BUILTIN_ROWS)}")
+    p.add_argument("--row", dest="custom_rows", action="append", default=[], metavar="NAME:BASE,key=value,...",
+                   help="a custom row: a built-in row with fields set, e.g. kd-T2:kd,temperature=2 (repeatable)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per row: the config's seed and the next ones (default 3)")
+    p.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps of every run (sets max_steps)")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override one base field (repeatable)")
+    return p
+
+def sad_ablate(argv=None) -> int:
+    "Entry point of `sad-ablate`."
+    argv = sys.argv[1:] if argv is None else argv
+    a = ablate_parser().parse_args(argv)
+    overrides = overrides_or_exit("sad-ablate", a.overrides)
+    def run():
+        try:
+            run_ablate(a.config, preset=a.preset, output_dir=a.output_dir, rows=a.rows, custom_rows=a.custom_rows,
+                       seeds=a.seeds, max_steps=a.max_steps, overrides=overrides,
+                       command=" ".join(["sad-ablate", *map(shlex.quote, argv)]))
+        except AblationStopped as e:
+            print(f"sad-ablate: {e}", file=sys.stderr); return EXIT_STOPPED
+        return EXIT_OK
+    sys.exit(command("sad-ablate", run))

@@ -149,7 +149,8 @@ class DistillConfig:
         choices=("bits_per_byte", "lm_loss", "total_loss", "kd_loss"),
         doc="Held-out metric for early stopping and for choosing the best checkpoint (lower is better).")
     ema_decay: float | None = _spec(0.999, group="evaluation", kind="float", low=0.0, high=1.0,
-        low_open=True, high_open=True, optional=True, doc="EMA decay of the student's weights (None: no EMA).")
+        low_open=True, high_open=True, optional=True, doc="Largest EMA decay of the student's weights; it warms up as 1 - (1 + n)^-3/4 over the n "
+            "updates, so a short run's EMA follows its end (None: no EMA).")
     # -- distillation
     kd_method: str = _spec("auto", group="distillation", kind="str",
         choices=("auto", "same_tokenizer", "exact_match_uld", "chunk_likelihood"),

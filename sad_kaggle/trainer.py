@@ -31,11 +31,11 @@ from .teacher import gather_positions, scored_nats, signal_nonfinite, student_fo
 
 # %% auto #0
 __all__ = ['CKPT_FILES', 'RESUME_CAN_CHANGE', 'STOPPED_FILE', 'TEACHER_HINT', 'fmt_lr', 'TrainState', 'epoch_order',
-           'micro_batches', 'CheckpointError', 'UnsafeCheckpoint', 'read_state', 'run_of', 'check_checkpoint',
-           'find_resume', 'resume_point', 'rng_state', 'set_rng_state', 'schedule_at', 'save_checkpoint',
-           'load_checkpoint', 'resume_changes', 'held_run', 'start_or_resume', 'move_aside', 'evaluate',
-           'held_out_batches', 'make_accelerator', 'adapt_to_processes', 'make_optimizer', 'StopRun', 'TrainResult',
-           'Session', 'write_metrics', 'StepSums', 'optimizer_step', 'train', 'start_session', 'prepare',
+           'micro_batches', 'ema_decay_at', 'ema_model', 'CheckpointError', 'UnsafeCheckpoint', 'read_state', 'run_of',
+           'check_checkpoint', 'find_resume', 'resume_point', 'rng_state', 'set_rng_state', 'schedule_at',
+           'save_checkpoint', 'load_checkpoint', 'resume_changes', 'held_run', 'start_or_resume', 'move_aside',
+           'evaluate', 'held_out_batches', 'make_accelerator', 'adapt_to_processes', 'make_optimizer', 'StopRun',
+           'TrainResult', 'Session', 'write_metrics', 'StepSums', 'optimizer_step', 'train', 'start_session', 'prepare',
            'resume_state', 'first_writes', 'plan_record', 'loop', 'next_group', 'step_or_shrink', 'after_step',
            'why_stop', 'do_eval', 'do_save', 'stop', 'emergency_save', 'finish', 'format_summary', 'ce_only',
            'run_train', 'evaluate_saved', 'run_eval']
@@ -77,6 +77,20 @@ def micro_batches(dataset, order: list[int], start: int, size: int, collate):
         batch = collate([dataset[j] for j in idx])
         batch["window_index"] = torch.as_tensor(idx, dtype=torch.long)      # where a teacher cache finds the rows
         yield i + len(idx), batch
+
+# %% ../nbs/06_trainer.ipynb #732456fb
+def ema_decay_at(n: int, max_decay: float) -> float:
+    "The EMA's decay at its `n`-th update: 1 - (1 + n)^(-3/4), at most `max_decay`."
+    return min(max_decay, 1.0 - (1.0 + n) ** -0.75)
+
+def ema_model(student: torch.nn.Module, max_decay: float):
+    "An `AveragedModel` of `student` whose decay warms up with its updates (`ema_decay_at`)."
+    from torch.optim.swa_utils import AveragedModel
+    @torch.no_grad()
+    def update(ema_params, params, n_averaged):
+        w = 1.0 - ema_decay_at(int(n_averaged), max_decay)
+        for e, p in zip(ema_params, params): e.lerp_(p, w)
+    return AveragedModel(student, multi_avg_fn=update)
 
 # %% ../nbs/06_trainer.ipynb #98731638
 class CheckpointError(ConfigError):
@@ -697,13 +711,12 @@ def start_session(cfg: DistillConfig, *, resume: str | None = None, input_dirs=(
 
 def prepare(sess: Session):
     "Optimizer (`make_optimizer`), the schedule over optimizer steps, the prepared modules, EMA, memory guard, held-out batches."
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     cfg, acc, s = sess.cfg, sess.accelerator, sess.setup
     optimizer = make_optimizer(cfg, s.pair.student, s.objectives)
     sess.scheduler = make_scheduler(optimizer, cfg, sess.plan)
     sess.student, sess.objectives, sess.optimizer = acc.prepare(s.pair.student, s.objectives, optimizer)
     if cfg.ema_decay:
-        sess.ema = AveragedModel(acc.unwrap_model(sess.student), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+        sess.ema = ema_model(acc.unwrap_model(sess.student), cfg.ema_decay)
     sess.guard = MemoryGuard(cfg.memory_threshold, acc.device)
     sess.eval_batches = held_out_batches(s.data.eval, s.collate, cfg.batch_size, acc.process_index, acc.num_processes)
 
@@ -938,7 +951,7 @@ def finish(sess: Session, final: dict) -> TrainResult:
     sess.bar.close()
     acc, out = sess.accelerator, sess.out_dir
     if sess.world > 1:   # DDP: every rank must hold the same student
-        mine = torch.tensor([sum(float(p.double().sum()) for p in acc.unwrap_model(sess.student).parameters())],
+        mine = torch.tensor([sum(float(p.detach().double().sum()) for p in acc.unwrap_model(sess.student).parameters())],
                             dtype=torch.float64, device=acc.device)
         every = acc.gather(mine).tolist()
         if max(every) - min(every) > 1e-6 * max(1.0, abs(every[0])):

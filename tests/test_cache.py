@@ -65,17 +65,26 @@ def test_a_cache_that_does_not_match_is_refused_in_one_line(cache, tmp_path):
     assert "data_train hash differs" in one_line(r.stderr)
     r = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", tmp_path, "--set", f"teacher_cache={out}",
                 "--set", "temperature=2", timeout=600)
-    assert r.returncode == 64 and "signal hash differs" in one_line(r.stderr)
+    assert r.returncode == 64 and "temperature: teacher_cache" in one_line(r.stderr)    # the tail at T=2 is not stored
+    r = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", tmp_path, "--set", f"teacher_cache={out}",
+                "--set", "kd_top_k=128", timeout=600)
+    assert r.returncode == 64 and "kd_top_k <= 64" in one_line(r.stderr)
 
 
-def test_a_cache_serves_another_training_seed_over_the_same_windows(cache, tmp_path):
-    # the windows follow data_seed (default: seed), so a cache built with seed 42 serves seed 7 when data_seed stays 42
+def test_a_cache_serves_another_training_seed_and_a_lower_top_k(cache, tmp_path):
+    # the windows follow data_seed (default: seed), so a cache built with seed 42 serves seed 7 when data_seed stays 42;
+    # a top-64 cache serves kd_top_k=32 (its first 32 entries, the rest in the tail)
     out, _ = cache
     args = ["--preset", "tiny-cpu", "--max-steps", "4", "--set", "warmup_ratio=0.25", "--set", f"teacher_cache={out}",
             "--set", "eval_steps=4", "--set", "seed=7"]
-    r = run_cli("sad-train", *args, "--set", "data_seed=42", "--output-dir", tmp_path / "seed7", timeout=900)
+    r = run_cli("sad-train", *args, "--set", "data_seed=42", "--set", "kd_top_k=32", "--output-dir", tmp_path / "seed7",
+                timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert json.loads((tmp_path / "seed7" / "config.json").read_text())["seed"] == 7
+    used = json.loads((tmp_path / "seed7" / "config.json").read_text())
+    assert used["seed"] == 7 and used["kd_top_k"] == 32
+    recs = [json.loads(l) for l in (tmp_path / "seed7" / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    kd = [x["raw_kd"] for x in recs if x["kind"] == "train" and not x.get("skipped")]
+    assert len(kd) == 4 and all(0 < v < 50 for v in kd)
     r = run_cli("sad-train", *args, "--output-dir", tmp_path / "refused", timeout=600)
     assert r.returncode == 64 and "data_seed or seed" in one_line(r.stderr)
 

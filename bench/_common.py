@@ -23,11 +23,14 @@ def median_seconds(fn, reps: int = 7, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def embedded_run(**overrides):
-    "(config, accelerator, `RunSetup`): the tiny-cpu preset's models, windows, objectives, collator and teacher source."
+def embedded_run(every_objective: bool = True, **overrides):
+    """(config, accelerator, `RunSetup`): the tiny-cpu preset's models, windows, objectives, collator and teacher source;
+    every objective on unless `every_objective=False` (the defaults are LM + KD), then `overrides`."""
     from accelerate import Accelerator
+    from sad_kaggle.config import TRIAL_WEIGHTS
     from sad_kaggle.run import setup_run
-    cfg = DistillConfig.from_preset("tiny-cpu", **{"dataset_subset_size": 256, "eval_subset_size": 16, **overrides})
+    every = {f"alpha_{c}": w for c, w in TRIAL_WEIGHTS.items()} if every_objective else {}
+    cfg = DistillConfig.from_preset("tiny-cpu", **{"dataset_subset_size": 256, "eval_subset_size": 16, **every, **overrides})
     acc = Accelerator(cpu=True)
     return cfg, acc, setup_run(cfg, acc)
 

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError, DistillConfig, atomic_write_text, data_seed_of, parse_set
+from .config import TRIAL_WEIGHTS, ConfigError, DistillConfig, atomic_write_text, data_seed_of, parse_set
 from .losses import OBJECTIVES
 
 # %% auto #0
@@ -40,7 +40,7 @@ def builtin_row(name: str, base: DistillConfig) -> Row:
     if name == "kd": return Row(name, off(("lm", "kd")))
     if name.startswith("kd+") and name[3:] in EXTRA_OBJECTIVES:
         c = name[3:]
-        w = getattr(base, f"alpha_{c}") or DistillConfig.__dataclass_fields__[f"alpha_{c}"].default
+        w = getattr(base, f"alpha_{c}") or TRIAL_WEIGHTS[c]
         return Row(name, {**off(("lm", "kd", c)), f"alpha_{c}": w})
     raise ConfigError(f"--rows {name}: unknown row; built-in rows are {', '.join(BUILTIN_ROWS)} "
                       "(a custom row: --row NAME:BASE,key=value,...)")

@@ -16,10 +16,14 @@ from pathlib import Path
 import psutil
 import pytest
 
+from sad_kaggle.config import TRIAL_WEIGHTS
+
 EXIT_STOPPED = 3
-# global batch 16 either way: 8 x 2 accumulation on one process, 8 x 1 on each of two
+# global batch 16 either way: 8 x 2 accumulation on one process, 8 x 1 on each of two; every objective on (the defaults
+# are LM + KD), so each one's reduction across processes, skips and fp16 path is exercised
+EVERY_OBJECTIVE = [a for c, w in TRIAL_WEIGHTS.items() for a in ("--set", f"alpha_{c}={w}")]
 TINY = ["--preset", "tiny-cpu", "--set", "dataset_subset_size=128", "--set", "eval_subset_size=8", "--set", "warmup_ratio=0.25",
-        "--set", "batch_size=8", "--set", "logging_steps=4"]
+        "--set", "batch_size=8", "--set", "logging_steps=4", *EVERY_OBJECTIVE]
 _port = [29600]
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from families import PADDING_ROWS, corpus_text, tiny_model, tokenizers  # noqa: E402
 
 from sad_kaggle.align import align_report, encode_with_offsets, token_bytes, vocab_map  # noqa: E402
-from sad_kaggle.config import DistillConfig  # noqa: E402
+from sad_kaggle.config import DistillConfig, with_every_objective  # noqa: E402
 from sad_kaggle.data import WINDOW_COLUMNS, DualCollator, WindowMaker  # noqa: E402
 from sad_kaggle.losses import OBJECTIVES, Objectives, combine  # noqa: E402
 from sad_kaggle.teacher import (LiveTeacher, SignalSpec, chunk_sums, gather_positions, model_dims,  # noqa: E402
@@ -117,9 +117,10 @@ def test_a_pair_gets_the_right_signal_and_trains(toks, docs, t_arch, t_tok, s_ar
     assert full.shape[-1] == len(ttok)
     torch.testing.assert_close(full.logsumexp(-1)[cm], torch.zeros(int(cm.sum())), atol=1e-4, rtol=0)
 
-    # one step of every objective: finite losses and gradients
+    # one step of every objective (the extras are off by default; their trial weights turn them on)
     same = ttok.backend_tokenizer.to_str() == stok.backend_tokenizer.to_str()
-    obj = Objectives(config(), model_dims(student), src.dims, same, torch.as_tensor(s_of_t), student_vocab=len(stok))
+    obj = Objectives(with_every_objective(config()), model_dims(student), src.dims, same, torch.as_tensor(s_of_t),
+                     student_vocab=len(stok))
     expected = {"lm", "kd", "feature", "attention", "layerwise", "contrastive"} | ({"router"} if src.dims.moe_layers else set())
     assert set(obj.components()) == expected
     sig = src.signal(batch, "train", obj.spec)

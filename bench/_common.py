@@ -27,10 +27,10 @@ def embedded_run(every_objective: bool = True, **overrides):
     """(config, accelerator, `RunSetup`): the tiny-cpu preset's models, windows, objectives, collator and teacher source;
     every objective on unless `every_objective=False` (the defaults are LM + KD), then `overrides`."""
     from accelerate import Accelerator
-    from sad_kaggle.config import TRIAL_WEIGHTS
+    from sad_kaggle.config import with_every_objective
     from sad_kaggle.run import setup_run
-    every = {f"alpha_{c}": w for c, w in TRIAL_WEIGHTS.items()} if every_objective else {}
-    cfg = DistillConfig.from_preset("tiny-cpu", **{"dataset_subset_size": 256, "eval_subset_size": 16, **every, **overrides})
+    cfg = DistillConfig.from_preset("tiny-cpu", dataset_subset_size=256, eval_subset_size=16)
+    cfg = (with_every_objective(cfg) if every_objective else cfg).replace(**overrides)
     acc = Accelerator(cpu=True)
     return cfg, acc, setup_run(cfg, acc)
 

@@ -217,6 +217,7 @@ def run_ablation(base: DistillConfig, out, rows: list[Row], seeds: list[int], co
         for s in seeds:
             d = out / "runs" / r.name / f"seed-{s}"
             cfg = row_config(base, r, s, d, None if why_live[r.name] else cache)
+            _same_settings(d.parent / f"seed-{s}.json", cfg, f"row {r.name} seed {s}")
             done = run_result(d, cfg)
             if done: results[r.name]["runs"][s] = done
             else: todo.append((r, s, d, cfg))
@@ -239,6 +240,16 @@ def run_ablation(base: DistillConfig, out, rows: list[Row], seeds: list[int], co
     finally:
         bar.close()
     return summarize(results)
+
+def _same_settings(cfg_file: Path, cfg: DistillConfig, what: str):
+    "A run started under this directory with other settings is refused: never relabelled, never mixed into the table."
+    if not cfg_file.is_file(): return
+    before, now = json.loads(cfg_file.read_text()), json.loads(cfg.to_json())
+    diff = [k for k in now if k in before and before[k] != now[k]] + [k for k in now if k not in before]
+    if diff:
+        shown = ", ".join(f"{k}: {before.get(k)!r} then, {now[k]!r} now" for k in diff[:3]) + (" ..." if len(diff) > 3 else "")
+        raise ConfigError(f"{what} was started in {cfg_file.parents[2]} with other settings ({shown}); "
+                          "give another --output-dir")
 
 def _cache_incomplete(cache: Path) -> bool:
     "A cache whose manifest lacks a split's shards (sad-cache was interrupted): run it again to finish."

@@ -1,5 +1,6 @@
 """sad-ablate on a two-row, two-seed, four-step grid: one teacher cache, the table, the plot, and a resume after the
-ablation and its running sad-train are killed without warning (finished runs are not run again)."""
+ablation and its running sad-train are killed without warning (finished runs are not run again), and a refusal to
+mix in runs made with other settings."""
 import json
 import subprocess
 import time
@@ -37,6 +38,11 @@ def test_sad_ablate_writes_the_table_and_resumes_after_a_kill(tmp_path):
     md = (tmp_path / "ablation.md").read_text()
     assert "| kd | cache | 2 |" in md and "sad-ablate --preset tiny-cpu" in md and md in r.stdout
     assert (tmp_path / "ablation.png").stat().st_size > 5000
+
+    # the same directory with another setting: refused in one line, not relabelled (the ce rows do not change)
+    r = run_cli("sad-ablate", *ARGS, "--set", "alpha_kd=0.5", "--output-dir", tmp_path, timeout=300)
+    assert r.returncode == 64 and "row kd seed 42 was started" in one_line(r.stderr), r.stdout[-2000:] + r.stderr[-2000:]
+    assert "(alpha_kd: 1.0 then, 0.5 now)" in r.stderr
 
 
 def test_sad_ablate_refuses_an_unknown_row_in_one_line(tmp_path):

@@ -8,10 +8,15 @@ import pytest
 from conftest import one_line, run_cli
 
 
+# 512 training windows (two shards): every run here takes at most 30 x 16 of them, and the whole corpus (9,745
+# windows) made this cache the longest set-up of the test suite
+SUBSET = ["--set", "dataset_subset_size=512"]
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     out = tmp_path_factory.mktemp("cache") / "tiny"
-    r = run_cli("sad-cache", "--preset", "tiny-cpu", "--output", out, timeout=1800)
+    r = run_cli("sad-cache", "--preset", "tiny-cpu", *SUBSET, "--output", out, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out, r.stdout
 
@@ -19,7 +24,7 @@ def cache(tmp_path_factory):
 def test_sad_cache_reports_its_size(cache):
     out, log = cache
     m = re.search(r"train: ([\d,]+) windows, .* ([\d.]+) bytes per student token", log)
-    assert m and int(m.group(1).replace(",", "")) == 9745, log
+    assert m and int(m.group(1).replace(",", "")) == 512, log
     assert float(m.group(2)) < 300                       # k = 64 on the embedded pair (P4 measures k = 128)
     man = json.loads((out / "manifest.json").read_text())
     assert set(man["splits"]) == {"train", "eval"} and man["signal"]["top_k"] == 64
@@ -32,7 +37,7 @@ SEEDS, STEPS = (42, 43, 44), 30
 def test_one_cache_serves_three_seeds_without_the_teacher_and_matches_the_live_runs(cache, tmp_path, monkeypatch):
     out, _ = cache
     # the live references: the default objectives (LM + KD), which a cache serves whole
-    common = ["--preset", "tiny-cpu", "--max-steps", str(STEPS), "--set", "data_seed=42"]
+    common = ["--preset", "tiny-cpu", *SUBSET, "--max-steps", str(STEPS), "--set", "data_seed=42"]
     live = {}
     for s in SEEDS:
         r = run_cli("sad-train", *common, "--set", f"seed={s}", "--output-dir", tmp_path / f"live-{s}", timeout=1800)
@@ -52,7 +57,7 @@ def test_one_cache_serves_three_seeds_without_the_teacher_and_matches_the_live_r
     for s in SEEDS:
         lines = []
         cfg = DistillConfig.from_preset("tiny-cpu", output_dir=str(tmp_path / f"cached-{s}"), teacher_cache=str(out),
-                                        seed=s, data_seed=42, max_steps=STEPS)
+                                        seed=s, data_seed=42, max_steps=STEPS, dataset_subset_size=512)
         res = train(cfg, log=lines.append)
         assert res.state.finished and not any("objective(s) off" in l for l in lines)      # nothing turned off
         cached[s] = json.loads((tmp_path / f"cached-{s}" / "summary.json").read_text())
@@ -69,14 +74,14 @@ def test_one_cache_serves_three_seeds_without_the_teacher_and_matches_the_live_r
 
 def test_a_cache_that_does_not_match_is_refused_in_one_line(cache, tmp_path):
     out, _ = cache
-    r = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", tmp_path, "--set", f"teacher_cache={out}",
+    r = run_cli("sad-train", "--preset", "tiny-cpu", *SUBSET, "--output-dir", tmp_path, "--set", f"teacher_cache={out}",
                 "--set", "max_length=96", timeout=600)
     assert r.returncode == 64, r.stderr[-2000:]
     assert "data_train hash differs" in one_line(r.stderr)
-    r = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", tmp_path, "--set", f"teacher_cache={out}",
+    r = run_cli("sad-train", "--preset", "tiny-cpu", *SUBSET, "--output-dir", tmp_path, "--set", f"teacher_cache={out}",
                 "--set", "temperature=2", timeout=600)
     assert r.returncode == 64 and "temperature: teacher_cache" in one_line(r.stderr)    # the tail at T=2 is not stored
-    r = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", tmp_path, "--set", f"teacher_cache={out}",
+    r = run_cli("sad-train", "--preset", "tiny-cpu", *SUBSET, "--output-dir", tmp_path, "--set", f"teacher_cache={out}",
                 "--set", "kd_top_k=128", timeout=600)
     assert r.returncode == 64 and "kd_top_k <= 64" in one_line(r.stderr)
 
@@ -85,8 +90,8 @@ def test_a_cache_serves_another_training_seed_and_a_lower_top_k(cache, tmp_path)
     # the windows follow data_seed (default: seed), so a cache built with seed 42 serves seed 7 when data_seed stays 42;
     # a top-64 cache serves kd_top_k=32 (its first 32 entries, the rest in the tail)
     out, _ = cache
-    args = ["--preset", "tiny-cpu", "--max-steps", "4", "--set", "warmup_ratio=0.25", "--set", f"teacher_cache={out}",
-            "--set", "eval_steps=4", "--set", "seed=7"]
+    args = ["--preset", "tiny-cpu", *SUBSET, "--max-steps", "4", "--set", "warmup_ratio=0.25",
+            "--set", f"teacher_cache={out}", "--set", "eval_steps=4", "--set", "seed=7"]
     r = run_cli("sad-train", *args, "--set", "data_seed=42", "--set", "kd_top_k=32", "--output-dir", tmp_path / "seed7",
                 timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -106,7 +111,8 @@ def test_a_truncated_shard_is_refused_before_training_and_nothing_is_written(cac
     shard = sorted(copy.glob("train-*.safetensors"))[1]
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     run_dir = tmp_path / "run"
-    r = run_cli("sad-train", "--preset", "tiny-cpu", "--output-dir", run_dir, "--set", f"teacher_cache={copy}", timeout=600)
+    r = run_cli("sad-train", "--preset", "tiny-cpu", *SUBSET, "--output-dir", run_dir, "--set", f"teacher_cache={copy}",
+                timeout=600)
     assert r.returncode == 64, r.stdout[-2000:] + r.stderr[-2000:]
     assert f"teacher_cache shard {shard}: unreadable" in one_line(r.stderr)
     assert not run_dir.exists()                 # no config, no step-0 checkpoint

@@ -245,7 +245,7 @@ def _same_settings(cfg_file: Path, cfg: DistillConfig, what: str):
     "A run started under this directory with other settings is refused: never relabelled, never mixed into the table."
     if not cfg_file.is_file(): return
     before, now = json.loads(cfg_file.read_text()), json.loads(cfg.to_json())
-    diff = [k for k in now if k in before and before[k] != now[k]] + [k for k in now if k not in before]
+    diff = [k for k in now if k not in before or before[k] != now[k]]
     if diff:
         shown = ", ".join(f"{k}: {before.get(k)!r} then, {now[k]!r} now" for k in diff[:3]) + (" ..." if len(diff) > 3 else "")
         raise ConfigError(f"{what} was started in {cfg_file.parents[2]} with other settings ({shown}); "

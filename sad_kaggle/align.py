@@ -24,8 +24,9 @@ from .inputs import hub_miss, read_model_config
 __all__ = ['CHUNK_FIELDS', 'TokenizerError', 'load_tokenizer', 'tokenizer_kind', 'tokenizer_hash', 'special_ids', 'TokenBytes',
            'token_bytes', 'char_to_byte', 'Encoded', 'encode_with_offsets', 'SpecialFrame', 'special_frame',
            'AlignmentError', 'Chunks', 'align_chunks', 'check_cover', 'sentencepiece_like', 'VocabMap', 'cache_dir',
-           'byte_fallback_ids', 'own_ids', 'vocab_map', 'splits_digits_singly', 'read_paragraphs', 'map_report',
-           'align_report', 'format_align_report', 'run_align_report']
+           'byte_fallback_ids', 'own_ids', 'vocab_map', 'first_token_of_teacher', 'student_ids_of_teacher',
+           'splits_digits_singly', 'read_paragraphs', 'map_report', 'align_report', 'format_align_report',
+           'run_align_report']
 
 # %% ../nbs/02_align.ipynb #6f3cb847
 class TokenizerError(ConfigError):
@@ -342,6 +343,28 @@ def vocab_map(teacher_tok, student_tok, cache: Path | None = None) -> VocabMap:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
     np.savez(tmp, teacher_ids=t, student_ids=s); os.replace(tmp, path)
     return VocabMap(t, s, len(teacher_tok), len(student_tok), th, sh)
+
+# %% ../nbs/02_align.ipynb #097c1b34
+def first_token_of_teacher(teacher_tok, student_tok) -> np.ndarray:
+    """Dense [len(teacher_tok)]: for every teacher id, the student id of the longest student token spelling a prefix of
+    its bytes (the exact match where there is one); specials as in `vocab_map`; -1 where nothing matches."""
+    sb = token_bytes(student_tok)
+    index: dict[bytes, int] = dict(own_ids(student_tok, sb))
+    for i, b in enumerate(sb):
+        if b and b not in index: index[b] = i
+    longest = max(map(len, index), default=0)
+    out = vocab_map(teacher_tok, student_tok).student_of_teacher()      # exact matches and same-name specials
+    for i, b in enumerate(token_bytes(teacher_tok)):
+        if out[i] >= 0 or not b: continue
+        for n in range(min(len(b), longest), 0, -1):
+            if b[:n] in index: out[i] = index[b[:n]]; break
+    return out
+
+def student_ids_of_teacher(teacher_tok, student_tok, how: str = "exact") -> np.ndarray:
+    "The student id each teacher id's probability goes to in KD (`kd_vocab_map`: exact or first_token), -1 for none."
+    if how == "exact": return vocab_map(teacher_tok, student_tok).student_of_teacher()
+    if how == "first_token": return first_token_of_teacher(teacher_tok, student_tok)
+    raise ConfigError(f"kd_vocab_map: unknown {how!r}; use exact or first_token")
 
 # %% ../nbs/02_align.ipynb #90b4beb3
 def splits_digits_singly(tok) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .align import vocab_map
+from .align import student_ids_of_teacher
 from .cache import open_cache
 from .config import ConfigError, DistillConfig, resolve_gpu_profile, resolve_teacher_dtype
 from .data import DualCollator, PairData, build_data
@@ -91,7 +91,7 @@ def setup_run(cfg: DistillConfig, accelerator, inputs: Inputs | None = None, log
         pair.teacher = choose_teacher_precision(cfg, pair.teacher, _precision_batches(cfg, data, collate), profile,
                                                 accelerator, log)
     same_tok = pair.teacher_tokenizer.backend_tokenizer.to_str() == pair.student_tokenizer.backend_tokenizer.to_str()
-    s2t = torch.as_tensor(vocab_map(pair.teacher_tokenizer, pair.student_tokenizer).student_of_teacher()).to(accelerator.device)
+    s2t = torch.as_tensor(student_ids_of_teacher(pair.teacher_tokenizer, pair.student_tokenizer, cfg.kd_vocab_map)).to(accelerator.device)
     teacher = open_cache(cfg.teacher_cache, cfg, pair.teacher_tokenizer, pair.student_tokenizer, data, s2t) if cached \
         else LiveTeacher(pair.teacher, pair.teacher_tokenizer, s2t)
     obj = Objectives(cfg, model_dims(pair.student), teacher.dims, same_tok, s2t,

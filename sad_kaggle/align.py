@@ -317,11 +317,16 @@ def own_ids(tok, tok_bytes: list[bytes]) -> dict[bytes, int]:
         out[b] = alone[0] if len(alone) == 1 and alone[0] in ids else min(ids, key=lambda i: (i in fallback, i))
     return out
 
-def _build_vocab_map(t_bytes: list[bytes], s_bytes: list[bytes], t_special: dict[str, int],
-                     s_special: dict[str, int], s_own: dict[bytes, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    index: dict[bytes, int] = dict(s_own or {})       # bytes several student ids spell: the one the student emits
+def _student_index(s_bytes: list[bytes], s_own: dict[bytes, int] | None = None) -> dict[bytes, int]:
+    "The student id for each byte string it spells: its own id where several spell it (`own_ids`), else the only one."
+    index: dict[bytes, int] = dict(s_own or {})
     for i, b in enumerate(s_bytes):
         if b and b not in index: index[b] = i
+    return index
+
+def _build_vocab_map(t_bytes: list[bytes], s_bytes: list[bytes], t_special: dict[str, int],
+                     s_special: dict[str, int], s_own: dict[bytes, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    index = _student_index(s_bytes, s_own)
     pairs = [(i, index[b]) for i, b in enumerate(t_bytes) if b and b in index]
     pairs += [(i, s_special[name]) for name, i in t_special.items() if name in s_special]
     a = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
@@ -349,9 +354,7 @@ def first_token_of_teacher(teacher_tok, student_tok) -> np.ndarray:
     """Dense [len(teacher_tok)]: for every teacher id, the student id of the longest student token spelling a prefix of
     its bytes (the exact match where there is one); specials as in `vocab_map`; -1 where nothing matches."""
     sb = token_bytes(student_tok)
-    index: dict[bytes, int] = dict(own_ids(student_tok, sb))
-    for i, b in enumerate(sb):
-        if b and b not in index: index[b] = i
+    index = _student_index(sb, own_ids(student_tok, sb))
     longest = max(map(len, index), default=0)
     out = vocab_map(teacher_tok, student_tok).student_of_teacher()      # exact matches and same-name specials
     for i, b in enumerate(token_bytes(teacher_tok)):

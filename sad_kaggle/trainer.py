@@ -646,7 +646,8 @@ def optimizer_step(sess: Session, group: list) -> dict:
     sums = _global_sums(sess, sums)
     record["_tokens"] = sums.tokens
     if not _update(sess, record): return record
-    record.update(loss=sum(sums.weighted.values()), raw=sums.raw, weighted=sums.weighted, **sums.extra)
+    record.update(loss=sum(sums.weighted.values()), raw=sums.raw, weighted=sums.weighted,
+                  weights={c: weights[c] for c in sums.raw}, **sums.extra)
     record.update({f"raw_{c}": v for c, v in sums.raw.items()}, **{f"weighted_{c}": v for c, v in sums.weighted.items()})
     return record
 
@@ -844,6 +845,7 @@ def after_step(sess: Session, record: dict, end: int):
     sess.scheduler.step()
     st.step += 1
     step_tokens = record.pop("_tokens"); sess.tokens += step_tokens
+    record["tokens"] = step_tokens         # valid student tokens of the step, every process: the dashboard's tokens/s
     record["lr_student_next"] = sess.scheduler.get_last_lr()[0]
     mem = sess.guard.sample(); sess.guard.check()
     record.update({f"mem_{k}": round(v, 3) for k, v in mem.items()}, elapsed=round(sess.budget.elapsed(), 1))

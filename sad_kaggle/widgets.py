@@ -10,60 +10,102 @@ import functools
 import json
 import math
 import html
+import re
+import threading
+import time
 from pathlib import Path
 
 import ipywidgets as W
 
 from .config import (COMPONENTS, FIELDS, PRESETS, ConfigError, DistillConfig, config_changes,
                                curriculum_weights, lr_curve, resolve_gpu_profile)
-from .diagnose import SEVERITIES, diagnose, estimate_memory, model_arch
+from .diagnose import (SEVERITIES, DiagnoseContext, check_intervals, check_warmup, diagnose,
+                                 estimate_memory, model_arch)
 from .inputs import ModelConfigError
-from .plots import figure_png
+from .plots import COMPONENT_COLORS, PALETTE, figure_png
 
 # %% auto #0
-__all__ = ['FieldControl', 'field_errors', 'preview_data', 'preview_figure', 'ConfigEditor']
+__all__ = ['POWERS_OF_TWO', 'CONTROL_WIDTH', 'SLIDER_WIDTH', 'BOX_WIDTH', 'FieldControl', 'field_errors', 'fields_named',
+           'run_length_fields', 'cross_field_errors', 'preview_data', 'preview_figure', 'FormInvalid', 'form_invalid',
+           'ConfigEditor']
 
 # %% ../nbs/07_widgets.ipynb #f0c97e43
+def _esc(s, quote: bool = False) -> str: return html.escape(str(s), quote=quote)
+
+POWERS_OF_TWO = ("batch_size", "gradient_accumulation_steps", "max_length")   # counts picked, not dragged
+CONTROL_WIDTH, SLIDER_WIDTH, BOX_WIDTH = "300px", "230px", "96px"   # the track: 230 px less its margins
+
 def _is_log(m, default) -> bool:
     lo, hi = m["low"], m["high"]
     return (m["kind"] == "float" and hi is not None and (lo is None or (lo == 0 and m["low_open"]))
             and isinstance(default, (int, float)) and 0 < default <= 1e-3 * hi)
 
+def _pow2_options(lo: int, hi: int, *extra) -> list:
+    "Powers of two in [lo, hi], plus any `extra` value (a config may hold 6; the dropdown shows it as it is)."
+    opts = {2 ** k for k in range(64) if lo <= 2 ** k <= hi}
+    return sorted(opts | {int(v) for v in extra if v is not None})
+
 def _control(name: str):
-    "The ipywidgets control for field `name` (without the optional 'set' box)."
+    "(value control, slider or None) for field `name`; the value control is what the config reads."
     f = FIELDS[name]; m = f.metadata; kind = m["kind"]
     default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
     lo, hi = m["low"], m["high"]
-    common = dict(description=name, tooltip=m["doc"], style={"description_width": "180px"},
-                  layout=W.Layout(width="460px"))
-    if kind == "bool": return W.Checkbox(value=bool(default), indent=False, **common)
-    if kind == "str" and m["choices"]: return W.Dropdown(options=list(m["choices"]), value=default, **common)
-    if kind == "str": return W.Text(value=default or "", placeholder="None" if m["optional"] else "", **common)
+    common = dict(tooltip=m["doc"], layout=W.Layout(width=CONTROL_WIDTH))
+    box = dict(tooltip=m["doc"], layout=W.Layout(width=BOX_WIDTH))
+    slider = dict(readout=False, continuous_update=False, layout=W.Layout(width=SLIDER_WIDTH))
+    if kind == "bool": return W.Checkbox(value=bool(default), indent=False, description=name, **common), None
+    if kind == "str" and m["choices"]: return W.Dropdown(options=list(m["choices"]), value=default, **common), None
+    if kind == "str": return W.Text(value=default or "", placeholder="None" if m["optional"] else "", **common), None
     if kind == "curriculum":
-        return W.Textarea(value=json.dumps(default), **{**common, "layout": W.Layout(width="460px", height="90px")})
+        return W.Textarea(value=json.dumps(default), tooltip=m["doc"], layout=W.Layout(width="420px", height="90px")), None
+    if kind == "int" and name in POWERS_OF_TWO:
+        return W.Dropdown(options=_pow2_options(lo, hi, default), value=default, **common), None
     if kind == "int" and lo is not None and hi is not None and hi - lo <= 100_000:
-        return W.IntSlider(value=default if default is not None else int(lo), min=int(lo), max=int(hi), **common)
+        v = default if default is not None else int(lo)
+        return W.IntText(value=v, **box), W.IntSlider(value=v, min=int(lo), max=int(hi), **slider)
     if _is_log(m, default):
-        return W.FloatLogSlider(value=default, base=10, min=-12, max=math.log10(hi), readout_format=".2e", **common)
+        return W.FloatText(value=default, **box), W.FloatLogSlider(value=default, base=10, min=-12, max=math.log10(hi), **slider)
     if kind == "float" and lo is not None and hi is not None and lo >= 0:
         v = default if default is not None else lo
-        return W.FloatSlider(value=v, min=lo, max=hi, step=(hi - lo) / 1000, readout_format=".4g", **common)
-    if kind == "int": return W.IntText(value=default if default is not None else 0, **common)
-    return W.FloatText(value=default if default is not None else 0.0, **common)
+        return W.FloatText(value=v, **box), W.FloatSlider(value=v, min=lo, max=hi, step=(hi - lo) / 1000, **slider)
+    if kind == "int": return W.IntText(value=default if default is not None else 0, **common), None
+    return W.FloatText(value=default if default is not None else 0.0, **common), None
 
 # %% ../nbs/07_widgets.ipynb #90a534fa
 class FieldControl:
-    "A field's control, its 'set' box (optional fields) and its inline error line."
+    "A field's label, control (+ slider), 'set' box (optional fields) and inline error line."
     def __init__(self, name: str):
         self.name, self.meta = name, FIELDS[name].metadata
-        self.control = _control(name)
+        self.control, self.slider = _control(name)
+        self._syncing = False
         self.enabled = W.Checkbox(value=True, indent=False, description="set", layout=W.Layout(width="56px"),
                                   tooltip=f"unchecked: {name} = None") if self.meta["optional"] else None
         self.error = W.HTML(value="")
-        if self.enabled is not None:
-            self.enabled.observe(lambda ch: setattr(self.control, "disabled", not ch["new"]), "value")
-        row = [self.enabled, self.control] if self.enabled is not None else [self.control]
-        self.widget = W.VBox([W.HBox(row), self.error])
+        if self.enabled is not None: self.enabled.observe(lambda ch: self._enable(ch["new"]), "value")
+        if self.slider is not None:
+            self.slider.observe(self._slid, "value"); self.control.observe(self._typed, "value")
+        row = [w for w in (self.enabled, self.slider, self.control) if w is not None]
+        label = [] if self.meta["kind"] == "bool" else [W.HTML(f'<b title="{_esc(self.meta["doc"], True)}">{name}</b>',
+                                                               layout=W.Layout(margin="0"))]
+        self.widget = W.VBox([*label, W.HBox(row), self.error], layout=W.Layout(margin="0 0 4px 0"))
+        self.widget.add_class("sad-field"); self.widget.add_class(f"sad-field-{name}")
+
+    def _enable(self, on: bool):
+        for w in (self.control, self.slider):
+            if w is not None: w.disabled = not on
+
+    def _slid(self, ch):                      # dragging the slider writes the box (the box holds the value)
+        if self._syncing: return
+        self._syncing = True
+        try: self.control.value = ch["new"]
+        finally: self._syncing = False
+
+    def _typed(self, ch):                     # the slider follows the box where it can; out of range the field says why
+        if self._syncing: return
+        self._syncing = True
+        try: self.slider.value = ch["new"]    # (ipywidgets clamps the slider, never the box)
+        except Exception: pass
+        finally: self._syncing = False
 
     def observe(self, fn):
         self.control.observe(fn, "value")
@@ -82,15 +124,17 @@ class FieldControl:
         return v
 
     def set(self, value):
-        "Show `value`; raises `ConfigError` if the control cannot represent it (a slider would clamp it)."
+        "Show `value`; raises `ConfigError` if the control cannot represent it."
         if self.enabled is not None: self.enabled.value = value is not None
         if value is None: return
         kind = self.meta["kind"]
         shown = json.dumps(value) if kind == "curriculum" else value
+        if isinstance(self.control, W.Dropdown) and self.name in POWERS_OF_TWO and shown not in self.control.options:
+            m = self.meta; self.control.options = _pow2_options(m["low"], m["high"], shown, self.control.value)
         self.control.value = shown
         back = self.control.value
         same = back == shown if not isinstance(shown, float) else math.isclose(back, shown, rel_tol=1e-9, abs_tol=1e-15)
-        if not same: raise ConfigError(f"{self.name}: {value!r} is outside the control's range (shown as {back!r})")
+        if not same: raise ConfigError(f"{self.name}: {value!r} cannot be shown by its control (shown as {back!r})")
 
 # %% ../nbs/07_widgets.ipynb #9fc21fca
 _BASE = None
@@ -103,6 +147,30 @@ def field_errors(values: dict) -> dict:
     for k, v in values.items():
         try: _BASE.replace(**{k: v})
         except ConfigError as e: errs[k] = str(e)
+    return errs
+
+_FIELD_NAME = re.compile(r"\b(" + "|".join(sorted(FIELDS, key=len, reverse=True)) + r")\b")
+
+def fields_named(message: str) -> list:
+    "The config fields a message names, in order of appearance."
+    return list(dict.fromkeys(_FIELD_NAME.findall(message)))
+
+def run_length_fields(cfg: DistillConfig) -> list:
+    "The fields that set how many optimizer steps a run has."
+    return ["max_steps"] if cfg.max_steps else ["dataset_subset_size", "num_epochs", "batch_size", "gradient_accumulation_steps"]
+
+def cross_field_errors(cfg: DistillConfig, dataset_size: int | None = None) -> dict:
+    "{field: message} for the critical plan-level findings (warmup, intervals), at every field each one involves."
+    try: plan = cfg.plan(dataset_size if not (cfg.dataset_subset_size or cfg.max_steps) else None)
+    except ConfigError: return {}                  # no run length yet: nothing to compare with
+    ctx = DiagnoseContext(cfg, plan, "cpu", None, None)    # these two checks read the config and the plan only
+    errs = {}
+    # a warmup outside 1-30 % of the run is advice (Diagnose says it); one as long as the run is an error
+    for f in (check_warmup(ctx) if plan.warmup_steps >= plan.total_steps else []) + check_intervals(ctx):
+        if f.severity != "critical": continue
+        msg = f"{f.field}: {f.message}"
+        for n in dict.fromkeys([f.field, *[k for k in f.suggested if getattr(cfg, k) is not None], *run_length_fields(cfg)]):
+            errs.setdefault(n, msg)
     return errs
 
 # %% ../nbs/07_widgets.ipynb #8971fd62
@@ -128,12 +196,12 @@ def preview_data(cfg: DistillConfig, dataset_size: int | None = None, gpu: str |
 def preview_figure(data: dict, cfg: DistillConfig):
     "The preview as a matplotlib `Figure` (no pyplot state: safe in threads and headless)."
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(6.2, 8.4), layout="constrained")
+    fig = Figure(figsize=(4.1, 6.6), layout="constrained")   # 410 px wide at dpi 100: the side column
     ax_lr, ax_cur, ax_mem = fig.subplots(3, 1)
     if data["lr"]:
         steps, lrs = zip(*data["lr"]); plan = data["plan"]
-        ax_lr.plot(steps, lrs, color="tab:blue", label=f"{cfg.scheduler_type} (student)")
-        if plan.warmup_steps: ax_lr.axvspan(0, plan.warmup_steps, color="tab:orange", alpha=0.2,
+        ax_lr.plot(steps, lrs, color=COMPONENT_COLORS["lm"], label=f"{cfg.scheduler_type} (student)")
+        if plan.warmup_steps: ax_lr.axvspan(0, plan.warmup_steps, color=PALETTE[4], alpha=0.2,
                                             label=f"warmup {plan.warmup_steps:,} steps")
         ax_lr.set_xlim(0, plan.total_steps); ax_lr.legend(fontsize=8)
         ax_lr.set_title(f"learning rate: {plan.total_steps:,} optimizer steps, effective batch {plan.effective_batch}", fontsize=9)
@@ -141,14 +209,15 @@ def preview_figure(data: dict, cfg: DistillConfig):
         ax_lr.text(0.5, 0.5, "\n".join(data["notes"][:1]) or "no schedule", ha="center", va="center", wrap=True, fontsize=8)
     ax_lr.set_xlabel("optimizer step"); ax_lr.set_ylabel("learning rate")
     for c, ws in data["curriculum"].items():
-        ax_cur.plot(data["progress"], ws, label=c)
+        ax_cur.plot(data["progress"], ws, label=c, color=COMPONENT_COLORS[c])
     ax_cur.set_xlabel("progress (optimizer step ÷ total)"); ax_cur.set_ylabel("loss weight")
-    ax_cur.set_title("loss weights: alpha × curriculum", fontsize=9); ax_cur.legend(fontsize=7, ncol=4)
+    ax_cur.set_title("loss weights: alpha × curriculum", fontsize=9)
+    ax_cur.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.42))   # below: never over a line
     mem = data["memory"]
     if mem is not None:
         left = 0.0
         for i, (part, b) in enumerate(mem.parts.items()):
-            ax_mem.barh([0], [b / 2**30], left=left, label=part, color=f"C{i}"); left += b / 2**30
+            ax_mem.barh([0], [b / 2**30], left=left, label=part, color=PALETTE[i % len(PALETTE)]); left += b / 2**30
         ax_mem.axvline(mem.allowed / 2**30, color="tab:red", ls="--", label=f"guard {mem.threshold:.0%}")
         ax_mem.axvline(mem.capacity / 2**30, color="black", label=f"{mem.profile} capacity")
         ax_mem.set_yticks([]); ax_mem.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.35))
@@ -161,8 +230,6 @@ def preview_figure(data: dict, cfg: DistillConfig):
     return fig
 
 # %% ../nbs/07_widgets.ipynb #32a087b6
-def _esc(s) -> str: return html.escape(str(s), quote=False)
-
 def _groups() -> dict:
     g = {}
     for name, f in FIELDS.items(): g.setdefault(f.metadata["group"], []).append(name)
@@ -170,40 +237,60 @@ def _groups() -> dict:
 
 _COLORS = {"critical": "#b00020", "warning": "#b26a00", "info": "#555"}
 
+class FormInvalid(ConfigError):
+    "The editor's invalid fields, one line each; IPython shows the message only (no traceback)."
+    def _render_traceback_(self): return str(self).splitlines()
+
+def form_invalid(errors: dict) -> FormInvalid:
+    msgs = list(dict.fromkeys(errors.values()))
+    fields = ", ".join(k for k in errors if k != "(config)")
+    return FormInvalid(f"{len(msgs)} invalid setting(s) in the form ({fields}):\n" + "\n".join(f"  {m}" for m in msgs))
+
+# %% ../nbs/07_widgets.ipynb #615334e5
 class ConfigEditor:
     "A `DistillConfig` form generated from the field metadata; headless-testable (see the tests below)."
     def __init__(self, cfg: DistillConfig | None = None, *, preset: str | None = None,
                  dataset_size: int | None = None, gpu: str | None = None, preview: bool = True,
-                 base: DistillConfig | None = None, ignore=()):
+                 base: DistillConfig | None = None, ignore=(), preview_delay: float = 0.3):
         self.gpu, self.live_preview, self._quiet = gpu, preview, False
-        self.ignore = tuple(ignore)
+        self.ignore, self.preview_delay = tuple(ignore), preview_delay
         self.fields = {n: FieldControl(n) for n in FIELDS}
-        self.preset = W.Dropdown(options=["(custom)"] + list(PRESETS), value="(custom)", description="preset")
-        self.path = W.Text(value="config.json", description="JSON file", tooltip="path for Load and Save")
-        self.buttons = {k: W.Button(description=k.capitalize()) for k in ("load", "save", "diagnose")}
+        self.preset = W.Dropdown(options=["(custom)"] + list(PRESETS), value="(custom)", description="preset",
+                                 layout=W.Layout(width="230px"), style={"description_width": "50px"})
+        self.path = W.Text(value="config.json", description="JSON file", tooltip="path for Load and Save",
+                           layout=W.Layout(width="280px"), style={"description_width": "65px"})
+        self.buttons = {k: W.Button(description=k.capitalize(), layout=W.Layout(width="90px"))
+                        for k in ("load", "save", "diagnose")}
         self.planning_size = W.IntText(value=dataset_size or 0, description="planning size",
                                        tooltip="training windows assumed for the schedule when neither "
-                                               "dataset_subset_size nor max_steps is set (0: unknown)")
+                                               "dataset_subset_size nor max_steps is set (0: unknown)",
+                                       layout=W.Layout(width="240px"), style={"description_width": "90px"})
         self.status, self.findings_html, self.preview_text = W.HTML(), W.HTML(), W.HTML()
-        self.changes = W.Textarea(description="OVERRIDES", disabled=False, layout=W.Layout(width="95%", height="90px"),
+        self.changes = W.Textarea(disabled=False, layout=W.Layout(width="455px", height="110px"),
                                   tooltip="your changes from the preset: paste into the kernel's OVERRIDES for a batch run")
-        self.preview = W.Image(format="png", layout=W.Layout(width="500px"))
-        self.errors, self.findings, self.preview_info = {}, [], None
-        groups = _groups()
-        tabs = W.Tab(children=[W.VBox([self.fields[n].widget for n in names]) for names in groups.values()])
-        tabs.titles = tuple(groups)
+        self.preview = W.Image(format="png", layout=W.Layout(width="410px"))
+        self.errors, self.findings, self.preview_info, self._cfg = {}, [], None, None
+        self._timer, self._lock, self._draw_lock = None, threading.Lock(), threading.Lock()
+        self.changes_seen, self.changes_drawn, self.drawings = 0, 0, 0    # valid changes made, drawn; drawings made
+        self.group_fields = _groups()
+        self.groups = W.Accordion(children=[W.VBox([self.fields[n].widget for n in names])
+                                            for names in self.group_fields.values()], selected_index=0,
+                                  layout=W.Layout(width="460px"))
+        self.groups.add_class("sad-groups")
         for fc in self.fields.values(): fc.observe(lambda ch: self._changed())
         self.preset.observe(lambda ch: self._apply_preset(ch["new"]), "value")
         self.planning_size.observe(lambda ch: self._changed(), "value")
         self.buttons["load"].on_click(lambda b: self.load())
         self.buttons["save"].on_click(lambda b: self.save())
         self.buttons["diagnose"].on_click(lambda b: self.run_diagnose())
-        top = W.HBox([self.preset, self.path, *self.buttons.values()])
-        form = W.VBox([tabs, self.status, self.findings_html,
-                       W.HTML("<small>A batch run (Save &amp; Run All) starts a fresh kernel and does not see this form: "
-                              "paste this into the parameters cell.</small>"), self.changes])
-        side = W.VBox([self.planning_size, self.preview, self.preview_text])
-        self.widget = W.VBox([top, W.HBox([form, side])])
+        top = W.HBox([self.preset, self.path, *self.buttons.values()], layout=W.Layout(flex_flow="row wrap"))
+        form = W.VBox([self.status, self.groups, self.findings_html,
+                       W.HTML("<b>Changes from the preset</b><br><small>A batch run (Save &amp; Run All) starts a fresh "
+                              "kernel and does not see this form: paste this into the kernel's parameters cell.</small>",
+                              layout=W.Layout(width="455px")), self.changes], layout=W.Layout(width="465px"))
+        side = W.VBox([self.planning_size, self.preview, self.preview_text], layout=W.Layout(width="420px"))
+        self.widget = W.VBox([top, W.HBox([form, side], layout=W.Layout(flex_flow="row wrap", grid_gap="12px"))])
+        self.widget.add_class("sad-editor"); self.status.add_class("sad-status"); self.preview_text.add_class("sad-preview-text")
         start = cfg if cfg is not None else (DistillConfig.from_preset(preset) if preset else DistillConfig())
         self.base = base if base is not None else (DistillConfig.from_preset(preset) if preset else start)
         if preset: self._quiet = True; self.preset.value = preset; self._quiet = False
@@ -230,32 +317,64 @@ class ConfigEditor:
 
     @property
     def config(self) -> DistillConfig:
-        "The validated config the form shows; raises `ConfigError` with the status message otherwise."
-        if self.errors: raise ConfigError(next(iter(self.errors.values())))
+        "The validated config the form shows; raises `FormInvalid` listing every invalid field otherwise."
+        if self.errors: raise form_invalid(self.errors)
         return self._cfg
 
     # -- events
     def _changed(self, extra: dict | None = None):
+        "Validate the whole form; mark every invalid field; on a valid form update the overrides and ask for a preview."
         if self._quiet: return
         errs, vals = dict(extra or {}), {}
         for n, fc in self.fields.items():
             try: vals[n] = fc.get()
             except ConfigError as e: errs[n] = str(e)
-        errs.update({k: v for k, v in field_errors({k: v for k, v in vals.items() if k not in errs}).items()})
-        self._cfg = None
+        errs.update(field_errors({k: v for k, v in vals.items() if k not in errs}))
+        cfg = None
         if not errs:
-            try: self._cfg = DistillConfig(**vals)
-            except ConfigError as e: errs["(config)"] = str(e)
+            try: cfg = DistillConfig(**vals)
+            except ConfigError as e:
+                errs.update({n: str(e) for n in fields_named(str(e))} or {"(config)": str(e)})
+        if cfg is not None: errs.update(cross_field_errors(cfg, self.planning_size.value or None))
         self.errors = errs
+        if not errs: self._cfg = cfg
         for n, fc in self.fields.items():
-            fc.error.value = f'<span style="color:#b00020">⚠ {_esc(errs[n])}</span>' if n in errs else ""
+            fc.error.value = f'<span class="sad-error" style="color:#b00020">⚠ {_esc(errs[n])}</span>' if n in errs else ""
+        for i, (g, names) in enumerate(self.group_fields.items()):
+            bad = sum(n in errs for n in names)
+            self.groups.set_title(i, f"{g} · {len(names)} settings" + (f" · ⚠ {bad} invalid" if bad else ""))
         if errs:
-            self.status.value = (f'<b style="color:#b00020">{len(errs)} invalid: </b>'
-                                 + "; ".join(_esc(m) for m in errs.values()))
+            msgs = list(dict.fromkeys(errs.values()))
+            self.status.value = (f'<b style="color:#b00020">{len(msgs)} invalid: </b>' + "; ".join(_esc(m) for m in msgs))
+            if self.preview_info is not None:
+                self.preview_text.value = ('<small style="color:#b00020">the form is invalid: the preview shows the last '
+                                           'valid values</small>')
         else:
             self.status.value = '<b style="color:#1b7f3b">valid</b>'
             self.changes.value = self.overrides_text()
-            if self.live_preview: self.refresh_preview()
+            self.changes_seen += 1
+            if self.live_preview: self._schedule_preview()
+
+    def _schedule_preview(self):
+        "Draw after `preview_delay` seconds without a newer change (at once when 0)."
+        if self.preview_delay <= 0: return self._draw_latest()
+        with self._lock:
+            if self._timer is not None: self._timer.cancel()
+            self._timer = threading.Timer(self.preview_delay, self._draw_latest); self._timer.daemon = True
+            self._timer.start()
+
+    def _draw_latest(self):
+        with self._draw_lock:                      # one drawing at a time; the newest valid values win
+            while self.changes_drawn < self.changes_seen:
+                seen, cfg = self.changes_seen, self._cfg
+                self.refresh_preview(cfg)
+                self.changes_drawn = seen
+
+    def wait_preview(self, timeout: float = 60.0) -> bool:
+        "Block until the preview shows the newest valid values (tests; a notebook never needs to)."
+        end = time.monotonic() + timeout
+        while self.live_preview and self.changes_drawn < self.changes_seen and time.monotonic() < end: time.sleep(0.02)
+        return self.changes_drawn >= self.changes_seen
 
     def _apply_preset(self, name: str):
         if self._quiet or name == "(custom)": return
@@ -270,15 +389,16 @@ class ConfigEditor:
         body = "".join(f"    {k!r}: {v!r},\n" for k, v in self.overrides().items())
         return "OVERRIDES = {" + ("\n" + body if body else "") + "}"
 
-    def refresh_preview(self):
-        "Redraw the preview for the current valid config."
-        if self._cfg is None: return
-        self.preview_info = preview_data(self._cfg, self.planning_size.value or None, self.gpu)
-        fig = preview_figure(self.preview_info, self._cfg)
-        self.preview.value = figure_png(fig)
-        lines = [_esc(self.preview_info["plan"].explain(self._cfg))] if self.preview_info["plan"] else []
-        if self.preview_info["memory"] is not None: lines.append("memory: " + _esc(self.preview_info["memory"].summary()))
-        lines += [_esc(n) for n in self.preview_info["notes"]]
+    def refresh_preview(self, cfg: DistillConfig | None = None):
+        "Redraw the preview for `cfg` (default: the form's last valid config)."
+        cfg = cfg or self._cfg
+        if cfg is None: return
+        info = preview_data(cfg, self.planning_size.value or None, self.gpu)
+        self.preview.value = figure_png(preview_figure(info, cfg), dpi=100)
+        lines = [_esc(info["plan"].explain(cfg))] if info["plan"] else []
+        if info["memory"] is not None: lines.append("memory: " + _esc(info["memory"].summary()))
+        lines += [_esc(n) for n in info["notes"]]
+        self.preview_info = info; self.drawings += 1
         self.preview_text.value = "<br>".join(f'<small>{l}</small>' for l in lines)
 
     # -- buttons

@@ -33,3 +33,4 @@ def one_line(err: str) -> str:
 def pytest_configure(config):
     # `slow`: large vocabularies or whole runs; the README's test command runs them too (no -m filter)
     config.addinivalue_line("markers", "slow: a slower case, still run by the README's test command")
+    config.addinivalue_line("markers", "browser: JupyterLab + headless Chromium (Debian's package); the README's test command runs it")

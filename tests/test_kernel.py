@@ -98,7 +98,8 @@ def outputs(nb, kind="text"):
     for c in nb.cells:
         for o in c.get("outputs", []):
             if kind == "text" and o.get("output_type") == "stream": yield o["text"]
-            if kind == "png" and "image/png" in o.get("data", {}): yield o["data"]["image/png"]
+            if kind == "dashboard" and 'class="sad-headline"' in "".join(o.get("data", {}).get("text/html", "")):
+                yield "".join(o["data"]["text/html"])          # the headline cards and the dashboard image
 
 
 @pytest.mark.parametrize("layout", ["mixed", "flat"])
@@ -137,7 +138,9 @@ def test_kernel_installs_trains_and_resumes_from_kaggle_inputs_with_the_hub_unre
     final = [json.loads(l) for l in (second / "metrics.jsonl").read_text().splitlines() if '"eval"' in l][-1]
     best = min(final["eval_bits_per_byte"], final.get("eval_ema_bits_per_byte", float("inf")))  # student/ = the better
     assert abs(reloaded - best) < 1e-3                              # the saved student is the one evaluated
-    assert list(outputs(nb, "png")), "the dashboard was not displayed"
+    shown = list(outputs(nb, "dashboard"))
+    assert shown and all('<img class="sad-dashboard"' in h and "data:image/png;base64," in h for h in shown), \
+        "the dashboard was not displayed"
     card = (second / "student" / "README.md").read_text()                 # the measured numbers of the saved weights
     assert "acme/tiny-teacher" in card and f"| student (this model) | {best:.4f} |" in card
     assert f"| teacher | {final['eval_teacher_bits_per_byte']:.4f} |" in card
@@ -190,4 +193,4 @@ def test_kernel_notebook_on_two_processes_survives_interrupt_and_budget_stop_and
     steps = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in l]
     assert steps == list(range(1, 25))
     assert not (out / "stopped.json").exists()
-    assert list(outputs(nb, "png")), "the dashboard was not displayed while following the subprocess"
+    assert list(outputs(nb, "dashboard")), "the dashboard was not displayed while following the subprocess"

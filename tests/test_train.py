@@ -194,8 +194,9 @@ def test_main_job_on_the_embedded_default(tmp_path):
     saved = summary["student_ema_bits_per_byte"] if summary["saved_weights"] == "ema" else summary["student_bits_per_byte"]
     assert f"| student (this model) | {saved:.4f} |" in card and f"| teacher | {summary['teacher_bits_per_byte']:.4f} |" in card
     assert "| optimizer steps | 150 " in card and (tmp_path / "student" / "generation_config.json").is_file()
-    for name in ("lr", "losses_raw", "losses_weighted", "train_eval", "memory", "time", "dashboard"):   # sad-train's PNGs
+    for name in ("lr", "heldout", "losses_raw", "weights", "losses_weighted", "time", "dashboard"):   # sad-train's PNGs
         assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
+    assert not (tmp_path / "plots" / "memory.png").exists()        # a CPU run: no memory panel
 
 
 def run_with_faults(out: Path, faults: dict) -> subprocess.CompletedProcess:

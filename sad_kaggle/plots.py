@@ -127,9 +127,9 @@ def _weights(r) -> dict:
     return {c: r["weighted"][c] / r["raw"][c] for c in r.get("raw", {}) if r["raw"][c]}
 
 def panel_weights(ax, m):
-    recs = [r for r in m["train"] if not r.get("skipped")]
+    recs = [(r["step"], _weights(r)) for r in m["train"] if not r.get("skipped")]
     for c in COMPONENTS:
-        pts = [(r["step"], _weights(r)[c]) for r in recs if c in _weights(r)]
+        pts = [(step, w[c]) for step, w in recs if c in w]
         if pts: ax.plot(*zip(*pts), color=COMPONENT_COLORS[c], lw=1.5, label=c)
     if not recs: _empty(ax, "training steps")
     _finish(ax, "loss weight (alpha × curriculum)", "what the total mixes: curriculum weights")
@@ -166,7 +166,7 @@ def panel_memory(ax, m):
     _finish(ax, "GiB", "memory: GPU" if has_gpu(m) else "memory: process RSS (CPU)")
 
 def _session_pace(m):
-    "(steps, seconds) of the newest session's records, or None: `elapsed` restarts in each session."
+    "(steps, seconds) of the newest session's records (empty lists before any): `elapsed` restarts in each session."
     xs, ys = _series(m["train"], "elapsed")
     start = max((i for i in range(1, len(ys)) if ys[i] < ys[i - 1]), default=0)
     return xs[start:], ys[start:]

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import ipywidgets as W
+from traitlets import TraitError
 
 from .config import (COMPONENTS, FIELDS, PRESETS, ConfigError, DistillConfig, config_changes,
                                curriculum_weights, lr_curve, resolve_gpu_profile)
@@ -104,7 +105,7 @@ class FieldControl:
         if self._syncing: return
         self._syncing = True
         try: self.slider.value = ch["new"]    # (ipywidgets clamps the slider, never the box)
-        except Exception: pass
+        except TraitError: pass               # a value of the wrong type: the box's validation names it
         finally: self._syncing = False
 
     def observe(self, fn):

@@ -11,6 +11,7 @@ import json
 import math
 import html
 import re
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -361,8 +362,13 @@ class ConfigEditor:
         if self.preview_delay <= 0: return self._draw_latest()
         with self._lock:
             if self._timer is not None: self._timer.cancel()
-            self._timer = threading.Timer(self.preview_delay, self._draw_latest); self._timer.daemon = True
-            self._timer.start()
+            try: loop = asyncio.get_running_loop()
+            except RuntimeError: loop = None
+            if loop is not None:     # in a kernel: its own event loop draws, between messages, on its thread
+                self._timer = loop.call_later(self.preview_delay, self._draw_latest)
+            else:                    # headless (no kernel, no frontend): a timer thread
+                self._timer = threading.Timer(self.preview_delay, self._draw_latest); self._timer.daemon = True
+                self._timer.start()
 
     def _draw_latest(self):
         with self._draw_lock:                      # one drawing at a time; the newest valid values win
@@ -373,6 +379,8 @@ class ConfigEditor:
 
     def wait_preview(self, timeout: float = 60.0) -> bool:
         "Block until the preview shows the newest valid values (tests; a notebook never needs to)."
+        if isinstance(self._timer, asyncio.TimerHandle):   # the loop waits for this cell: draw here
+            self._timer.cancel(); self._draw_latest()
         end = time.monotonic() + timeout
         while self.live_preview and self.changes_drawn < self.changes_seen and time.monotonic() < end: time.sleep(0.02)
         return self.changes_drawn >= self.changes_seen

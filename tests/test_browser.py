@@ -17,7 +17,8 @@ import pytest
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.browser
+# a hang anywhere (browser, server, kernel) fails its test instead of holding CI to its time limit
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 WIDTH = 1100
 CHROMIUM = next((p for p in (os.environ.get("SAD_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium") if p and Path(p).exists()), None)
 IMAGES = ROOT / "nbs" / "images"
@@ -41,7 +42,7 @@ def finished_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, finished_run):
-    "JupyterLab serving a notebook that shows the editor, the run's dashboard and `editor.config`; yields (url, run dir)."
+    "JupyterLab serving a notebook that shows the editor, the run's dashboard and `editor.config`; yields (url, server log)."
     import nbformat
     base = tmp_path_factory.mktemp("lab")
     root = base / "root"; root.mkdir()
@@ -75,7 +76,7 @@ def lab(tmp_path_factory, finished_run):
             except OSError: time.sleep(0.5)
             assert server.poll() is None, (base / "lab.log").read_text()[-3000:]
         else: raise AssertionError("JupyterLab did not start in 120 s:\n" + (base / "lab.log").read_text()[-3000:])
-        yield f"{url}/lab/tree/check.ipynb?token={token}", finished_run
+        yield f"{url}/lab/tree/check.ipynb?token={token}", base / "lab.log"
     finally:
         server.terminate()
         try: server.wait(20)
@@ -88,7 +89,7 @@ def page(lab):
     "The notebook opened and run in headless Chromium at 1,100 px."
     assert CHROMIUM, "the browser test needs Debian's chromium: apt-get install -y chromium (or set SAD_CHROMIUM)"
     from playwright.sync_api import sync_playwright
-    url, _ = lab
+    url, server_log = lab
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
                                     "--disable-background-networking", "--disable-component-update", "--disable-sync"])
@@ -99,12 +100,24 @@ def page(lab):
         pg.wait_for_function(f"window.jupyterapp && window.jupyterapp.shell.currentWidget && "
                              f"window.jupyterapp.shell.currentWidget.sessionContext.session && {kernel} && {kernel}.status === 'idle'")
         pg.evaluate("window.jupyterapp.shell.collapseLeft()")               # the notebook column gets the width
-        pg.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        # not awaited: the command's promise settles only when every cell has finished, and a cell that never
+        # reports back (see 07_widgets on widget updates from threads) would hold evaluate() with no timeout
+        pg.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        try: pg.wait_for_function("[...document.querySelectorAll('.jp-Cell .jp-InputArea-prompt')]"
+                                  ".every(p => /^\\[\\d+\\]:$/.test(p.textContent.trim()))", timeout=300_000)
+        except Exception as e:        # a first run imports torch & co. cold: minutes, not hours
+            raise AssertionError(f"the cells did not all finish in 300 s; prompts: {_prompts(pg)}; server log:\n"
+                                 + server_log.read_text()[-2000:]) from e
         pg.wait_for_selector(".sad-editor .sad-groups")
         pg.wait_for_selector("img.sad-dashboard")
         pg.wait_for_function("document.querySelector('.sad-editor img') && document.querySelector('.sad-editor img').naturalWidth > 0")
         yield pg
         browser.close()
+
+
+def _prompts(page) -> list[str]:
+    "Each cell's execution prompt: '[3]:' done, '[*]:' still running."
+    return page.evaluate("[...document.querySelectorAll('.jp-Cell .jp-InputArea-prompt')].map(p => p.textContent.trim())")
 
 
 def _open_group(page, name: str):
@@ -205,9 +218,9 @@ def test_invalid_value_shown_at_its_field_and_config_says_which(page):
     page.wait_for_function("!document.querySelector('.sad-field-temperature .sad-error')")
 
 
-def test_dashboard_headline_and_screenshot(page, lab):
+def test_dashboard_headline_and_screenshot(page, finished_run):
     from sad_kaggle.plots import read_metrics
-    m = read_metrics(lab[1])
+    m = read_metrics(finished_run)
     headline = page.locator(".sad-headline").inner_text()
     assert "40 / 40" in headline and f"{m['eval'][-1]['eval_bits_per_byte']:.3f}" in headline, headline
     assert f"teacher {m['eval'][-1]['eval_teacher_bits_per_byte']:.3f}" in headline and "CE-only 3.000" in headline

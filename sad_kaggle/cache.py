@@ -15,12 +15,14 @@ import torch
 
 from .align import tokenizer_hash
 from .config import ConfigError, DistillConfig, embedded_path
+from .data import column_in_order
 from .teacher import ModelDims, SignalSpec, TeacherSignal, restrict_to_student
 
 # %% auto #0
-__all__ = ['LP_FLOOR', 'CACHE_VERSION', 'MANIFEST', 'varint_encode', 'varint_decode', 'quantize_logprobs', 'dequantize_logprobs',
-           'encode_topk', 'decode_topk', 'teacher_hash', 'data_hash', 'signal_hash', 'expected_hashes',
-           'compare_hashes', 'renormalized_topk', 'truncated_topk', 'check_signal', 'CachedTeacher', 'open_cache']
+__all__ = ['LP_FLOOR', 'CACHE_VERSION', 'MANIFEST', 'DATA_SCHEME', 'varint_encode', 'varint_decode', 'quantize_logprobs',
+           'dequantize_logprobs', 'encode_topk', 'decode_topk', 'teacher_hash', 'data_hash', 'signal_hash',
+           'expected_hashes', 'compare_hashes', 'renormalized_topk', 'truncated_topk', 'check_signal', 'CachedTeacher',
+           'open_cache']
 
 # %% ../nbs/09_cache.ipynb #e6b52191
 LP_FLOOR = 20.0          # nats: log-probabilities below -20 are stored as -20
@@ -32,10 +34,11 @@ def varint_encode(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nb = 1 + (v >= 1 << 7) + (v >= 1 << 14) + (v >= 1 << 21)
     start = np.cumsum(nb) - nb
     out = np.empty(int(nb.sum()), dtype=np.uint8)
-    for j in range(4):
-        m = nb > j
-        byte = (v[m] >> (7 * j)) & 0x7F
-        out[start[m] + j] = byte | np.where(nb[m] > j + 1, 0x80, 0)
+    out[start] = (v & 0x7F) | ((nb > 1) << 7)              # every value's first byte in one pass
+    for j in range(1, 4):                                  # then only the few values that need more (top-k gaps are small)
+        m = np.flatnonzero(nb > j)
+        if not m.size: break
+        out[start[m] + j] = ((v[m] >> (7 * j)) & 0x7F) | ((nb[m] > j + 1) << 7)
     return out, nb
 
 def varint_decode(b: np.ndarray) -> np.ndarray:
@@ -56,8 +59,9 @@ def dequantize_logprobs(q: np.ndarray) -> np.ndarray:
 
 def encode_topk(ids: np.ndarray, lp: np.ndarray) -> dict:
     "[n, k] distinct ids per row and their log-probabilities → compact arrays."
-    order = np.argsort(ids, axis=1, kind="stable")
-    ids_s, lp_s = np.take_along_axis(ids, order, 1).astype(np.int64), np.take_along_axis(lp, order, 1)
+    k = ids.shape[1]
+    key = np.sort(np.asarray(ids, dtype=np.int64) * k + np.arange(k), axis=1)   # id and column in one sort key: 3x an argsort
+    ids_s, lp_s = key // k, np.take_along_axis(lp, key % k, 1)
     gaps = np.diff(ids_s, axis=1, prepend=0)
     data, nb = varint_encode(gaps)
     return {"id_bytes": data, "row_bytes": nb.reshape(ids.shape).sum(1).astype(np.uint16), "q": quantize_logprobs(lp_s)}
@@ -94,8 +98,19 @@ def teacher_hash(name: str) -> str | None:
     files = sorted(f for f in p.iterdir() if f.name == "config.json" or f.suffix in (".safetensors", ".bin", ".gguf"))
     return _sha_files(files)
 
-def data_hash(dataset) -> str:
-    "sha256 of both sides' token ids of every window, in order."
+DATA_SCHEME = 2      # 1: every token id hashed at check time; 2: the windows' stored digests
+
+def data_hash(dataset, scheme: int = DATA_SCHEME) -> str:
+    "sha256 of the windows in order: of their `window_sha` digests (scheme 2), or of both sides' ids (scheme 1)."
+    if scheme == 2:
+        sha = column_in_order(dataset, "window_sha")        # 32 bytes a window, gathered in the split's order
+        h = hashlib.sha256(f"windows|{len(sha)}|".encode())
+        if len(sha):
+            offsets = np.frombuffer(sha.buffers()[1], np.int32)[sha.offset:sha.offset + len(sha) + 1]
+            h.update(np.diff(offsets).astype(np.int32).tobytes())
+            h.update(memoryview(sha.buffers()[2])[offsets[0]:offsets[-1]])
+        return h.hexdigest()
+    if scheme != 1: raise ConfigError(f"data_scheme {scheme}: unknown (this sad_kaggle knows 1 and 2)")
     h = hashlib.sha256()
     for batch in dataset.select_columns(["student_input_ids", "teacher_input_ids"]).iter(batch_size=1024):
         for col in ("student_input_ids", "teacher_input_ids"):
@@ -105,10 +120,10 @@ def data_hash(dataset) -> str:
 def signal_hash(cfg: DistillConfig) -> str:
     return hashlib.sha256(json.dumps({"kd_top_k": cfg.kd_top_k, "temperature": cfg.temperature}).encode()).hexdigest()
 
-def expected_hashes(cfg: DistillConfig, ttok, stok, data, splits=("train", "eval")) -> dict:
+def expected_hashes(cfg: DistillConfig, ttok, stok, data, splits=("train", "eval"), data_scheme: int = DATA_SCHEME) -> dict:
     out = {"teacher": teacher_hash(cfg.teacher_model), "teacher_tokenizer": tokenizer_hash(ttok),
            "student_tokenizer": tokenizer_hash(stok), "signal": signal_hash(cfg)}
-    for s in splits: out[f"data_{s}"] = data_hash(data.train if s == "train" else data.eval)
+    for s in splits: out[f"data_{s}"] = data_hash(data.train if s == "train" else data.eval, data_scheme)
     return out
 
 def compare_hashes(have: dict, want: dict, where) -> None:
@@ -236,7 +251,8 @@ def open_cache(root, cfg: DistillConfig, ttok, stok, data, student_of_teacher: t
     try: man = json.loads(mpath.read_text())
     except ValueError as e: raise ConfigError(f"teacher_cache {mpath}: unreadable ({e})") from None
     if man.get("version") != CACHE_VERSION: raise ConfigError(f"teacher_cache {root}: version {man.get('version')}, expected {CACHE_VERSION} (another sad_kaggle version wrote it: run sad-cache again)")
-    compare_hashes(man["hashes"], {k: v for k, v in expected_hashes(cfg, ttok, stok, data).items() if k != "signal"}, root)
+    want = expected_hashes(cfg, ttok, stok, data, data_scheme=man.get("data_scheme", 1))
+    compare_hashes(man["hashes"], {k: v for k, v in want.items() if k != "signal"}, root)
     check_signal(man["signal"], cfg, root)
     for split, info in man["splits"].items():
         n = math.ceil(info["windows"] / info["shard_windows"])

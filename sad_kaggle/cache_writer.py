@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import (CACHE_VERSION, MANIFEST, CachedTeacher, _shard_name, compare_hashes, encode_topk,
-                              expected_hashes)
+from .cache import (CACHE_VERSION, DATA_SCHEME, MANIFEST, CachedTeacher, _shard_name, compare_hashes,
+                              encode_topk, expected_hashes)
 from .config import ConfigError, DistillConfig, atomic_write_text, load_config
+from .guards import _hms, redraws_in_place
 from .run import setup_run
 from .teacher import SignalSpec
 
@@ -25,6 +26,14 @@ from .teacher import SignalSpec
 __all__ = ['write_cache', 'cache_stats', 'run_cache']
 
 # %% ../nbs/10_cache_writer.ipynb #93a28c39
+def _window_rows(sig, chunk_mask, layers) -> list[dict]:
+    "Each window's chunk-end rows of a batch's signal, on the host: one device-to-host copy per tensor, not per window."
+    host = {k: t.cpu().numpy() for k, t in (("ids", sig.topk_ids), ("lp", sig.topk_logprobs), ("tail", sig.tail_logmass),
+                                            ("chunk_logprob", sig.chunk_logprob), ("chunk_valid", sig.chunk_valid))}
+    hidden = {l: sig.hidden[l].cpu().numpy() for l in layers}
+    return [{**{k: v[i, :c] for k, v in host.items()}, "hidden": {l: h[i, :c] for l, h in hidden.items()}}
+            for i, c in enumerate(chunk_mask.sum(1).tolist())]
+
 def _shard_arrays(rows: list[dict], hidden_layers) -> dict:
     n = np.array([len(r["tail"]) for r in rows], dtype=np.int64)
     out = {"chunk_offsets": np.r_[0, np.cumsum(n)].astype(np.int64)}
@@ -36,22 +45,50 @@ def _shard_arrays(rows: list[dict], hidden_layers) -> dict:
     return out
 
 # %% ../nbs/10_cache_writer.ipynb #a7b8ed84
+class _WindowProgress:
+    "Windows written: a tqdm bar where it redraws in place, else a line through `log` every `seconds` and at the end."
+    def __init__(self, split: str, total: int, done: int, log, seconds: float = 30.0, clock=time.monotonic,
+                 bar: bool | None = None):
+        self.split, self.total, self.done, self.first, self.log, self.seconds, self.clock = split, total, done, done, log, seconds, clock
+        self.t0 = self.last = clock()
+        self.bar = None
+        if redraws_in_place() if bar is None else bar:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, initial=done, desc=f"sad-cache {split}", unit="window", dynamic_ncols=True)
+
+    def line(self) -> str:
+        rate = (self.done - self.first) / max(self.clock() - self.t0, 1e-9)
+        left = (self.total - self.done) / rate if rate else float("nan")
+        return (f"{self.split}: {self.done:,}/{self.total:,} windows ({self.done / max(self.total, 1):.0%}) | "
+                f"{rate:,.1f} windows/s" + (f" | ~{_hms(left)} left" if 0 < left < float("inf") else ""))
+
+    def update(self, n: int):
+        self.done += n
+        if self.bar is not None: self.bar.update(n)
+        elif self.clock() - self.last >= self.seconds: self.log(self.line()); self.last = self.clock()
+
+    def close(self, note: str = ""):
+        if self.bar is not None: self.bar.close()
+        self.log(self.line() + note)
+
 def write_cache(cfg: DistillConfig, out_dir, splits=("train", "eval"), hidden: bool = True,
-                shard_windows: int = 256, log=print, stop_after_shards: int | None = None) -> dict:
-    "Run the teacher over the config's windows once and store its signal under `out_dir`; returns the manifest."
+                shard_windows: int = 256, log=print, stop_after_shards: int | None = None, run=None) -> dict:
+    """Run the teacher over the config's windows once and store its signal under `out_dir`; returns the manifest.
+    `run`: a `RunSetup` of `cfg` with the live teacher to reuse (set up here when None)."""
     from accelerate import Accelerator
     from safetensors.numpy import save_file
     if cfg.kd_top_k is None: raise ConfigError("kd_top_k: the cache stores the teacher's top-k; set kd_top_k (e.g. 128)")
     out_dir = Path(out_dir)
     acc = Accelerator(cpu=not torch.cuda.is_available())
-    run = setup_run(cfg.replace(teacher_cache=None), acc)
+    run = run or setup_run(cfg.replace(teacher_cache=None), acc)
     teacher, data, collate = run.teacher, run.data, run.collate
     layers = tuple(t for _, t in run.objectives.pairs) if hidden else ()
     spec = SignalSpec(top_k=cfg.kd_top_k, temperature=cfg.temperature, hidden_layers=layers, chunk_likelihood=True)
-    want = expected_hashes(cfg, run.pair.teacher_tokenizer, run.pair.student_tokenizer, data, splits)
     mpath = out_dir / MANIFEST
-    if mpath.is_file():
-        man = json.loads(mpath.read_text())
+    man = json.loads(mpath.read_text()) if mpath.is_file() else None
+    want = expected_hashes(cfg, run.pair.teacher_tokenizer, run.pair.student_tokenizer, data, splits,
+                           man.get("data_scheme", 1) if man else DATA_SCHEME)     # an older manifest keeps its scheme
+    if man is not None:
         if man.get("version") != CACHE_VERSION: raise ConfigError(f"--output {out_dir}: a cache of another version; use a new directory")
         compare_hashes(man["hashes"], {k: v for k, v in want.items() if k in man["hashes"]}, out_dir)
         if tuple(man["signal"]["hidden_layers"]) != layers:
@@ -59,48 +96,52 @@ def write_cache(cfg: DistillConfig, out_dir, splits=("train", "eval"), hidden: b
         man["hashes"].update(want)
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        man = {"version": CACHE_VERSION, "teacher_model": cfg.teacher_model, "hashes": want,
+        man = {"version": CACHE_VERSION, "data_scheme": DATA_SCHEME, "teacher_model": cfg.teacher_model, "hashes": want,
                "signal": {"top_k": cfg.kd_top_k, "temperature": cfg.temperature, "hidden_layers": list(layers)},
                "teacher_dims": asdict(teacher.dims), "teacher_params": teacher.params, "splits": {}}
+    def finish_shard(split, info, s, windows, rows, tokens, nats, nbytes):
+        "Encode and write shard `s` (temporary name, then rename), then list it in the manifest."
+        arrays = _shard_arrays(rows, layers)
+        f = out_dir / _shard_name(split, s); tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
+        save_file(arrays, str(tmp)); os.replace(tmp, f)
+        hid = sum(a.nbytes for k, a in arrays.items() if k.startswith("hidden_"))
+        info["shards"][str(s)] = {"windows": windows, "chunks": int(arrays["chunk_offsets"][-1]), "student_tokens": tokens,
+                                  "signal_bytes": sum(a.nbytes for a in arrays.values()) - hid, "hidden_bytes": hid,
+                                  "teacher_nats": nats, "teacher_bytes": nbytes}
+        atomic_write_text(mpath, json.dumps(man, indent=1))
+
     written = 0
     dev = acc.device
     for split in splits:
         ds = data.train if split == "train" else data.eval
+        ds = ds.remove_columns([c for c in ("text", "window_sha") if c in ds.column_names])   # what collate reads
         info = man["splits"].setdefault(split, {"windows": len(ds), "shard_windows": shard_windows, "shards": {}})
         if info["shard_windows"] != shard_windows: shard_windows = info["shard_windows"]   # keep the existing layout
         n_shards = math.ceil(len(ds) / shard_windows)
-        for s in range(n_shards):
-            if str(s) in info["shards"] and (out_dir / _shard_name(split, s)).is_file(): continue
-            lo, hi = s * shard_windows, min(len(ds), (s + 1) * shard_windows)
-            rows, tokens, nats, nbytes = [], 0, 0.0, 0.0
-            for j in range(lo, hi, cfg.batch_size):
-                idx = list(range(j, min(j + cfg.batch_size, hi)))
-                batch = {k: v.to(dev) for k, v in collate([ds[i] for i in idx]).items()}
-                with torch.no_grad():
-                    sig = teacher.signal(batch, split, spec)
-                    if split == "eval":
-                        a, b = teacher.nats_bytes(batch); nats += a; nbytes += b
-                cm = batch["chunk_mask"]
-                tokens += int(batch["student_attention_mask"].sum())
-                for i in range(len(idx)):
-                    c = int(cm[i].sum())
-                    rows.append({"ids": sig.topk_ids[i, :c].cpu().numpy(), "lp": sig.topk_logprobs[i, :c].cpu().numpy(),
-                                 "tail": sig.tail_logmass[i, :c].cpu().numpy(),
-                                 "chunk_logprob": sig.chunk_logprob[i, :c].cpu().numpy(),
-                                 "chunk_valid": sig.chunk_valid[i, :c].cpu().numpy(),
-                                 "hidden": {l: sig.hidden[l][i, :c].cpu().numpy() for l in layers}})
-            arrays = _shard_arrays(rows, layers)
-            f = out_dir / _shard_name(split, s); tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
-            save_file(arrays, str(tmp)); os.replace(tmp, f)
-            hid = sum(a.nbytes for k, a in arrays.items() if k.startswith("hidden_"))
-            info["shards"][str(s)] = {"windows": hi - lo, "chunks": int(arrays["chunk_offsets"][-1]), "student_tokens": tokens,
-                                      "signal_bytes": sum(a.nbytes for a in arrays.values()) - hid, "hidden_bytes": hid,
-                                      "teacher_nats": nats, "teacher_bytes": nbytes}
-            atomic_write_text(mpath, json.dumps(man, indent=1))
-            written += 1
-            log(f"{split} shard {s + 1}/{n_shards}: {hi - lo} windows, {info['shards'][str(s)]['chunks']:,} chunk ends")
-            if stop_after_shards is not None and written >= stop_after_shards:
-                raise KeyboardInterrupt(f"stopped after {written} shard(s) (test)")
+        done = [s for s in range(n_shards) if str(s) in info["shards"] and (out_dir / _shard_name(split, s)).is_file()]
+        progress = _WindowProgress(split, len(ds), sum(info["shards"][str(s)]["windows"] for s in done), log)
+        try:
+            for s in range(n_shards):
+                if s in done: continue
+                lo, hi = s * shard_windows, min(len(ds), (s + 1) * shard_windows)
+                rows, tokens, nats, nbytes = [], 0, 0.0, 0.0
+                for j in range(lo, hi, cfg.batch_size):
+                    cols = ds[j:min(j + cfg.batch_size, hi)]                     # one Arrow slice per batch
+                    batch = {k: v.to(dev) for k, v in collate([dict(zip(cols, r)) for r in zip(*cols.values())]).items()}
+                    with torch.no_grad():
+                        sig = teacher.signal(batch, split, spec)
+                        if split == "eval":
+                            a, b = teacher.nats_bytes(batch); nats += a; nbytes += b
+                    tokens += int(batch["student_attention_mask"].sum())
+                    rows += _window_rows(sig, batch["chunk_mask"], layers)
+                    progress.update(len(cols["n_bytes"]))
+                finish_shard(split, info, s, hi - lo, rows, tokens, nats, nbytes)
+                written += 1
+                if stop_after_shards is not None and written >= stop_after_shards:
+                    raise KeyboardInterrupt(f"stopped after {written} shard(s) (test)")
+        except BaseException:                      # an interrupt or an error: say where the split stands
+            progress.close(" | stopped: the same command continues from the last whole shard"); raise
+        progress.close(f" | {sum(x['chunks'] for x in info['shards'].values()):,} chunk ends")
     return man
 
 # %% ../nbs/10_cache_writer.ipynb #e3c07b6f

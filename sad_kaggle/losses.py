@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .config import COMPONENTS, ConfigError, DistillConfig, curriculum_weights
 from .teacher import ModelDims, SignalSpec, StudentOutputs, TeacherSignal, attention_at, chunk_sums, \
-    gather_positions, layer_pairs, token_logprobs
+    gather_positions, layer_pairs
 
 # %% auto #0
 __all__ = ['OBJECTIVES', 'KD_METHODS', 'divergence', 'log1mexp', 'kd_same_tokenizer', 'merge_shared', 'kd_exact_match',

@@ -21,10 +21,10 @@ from .inputs import hub_miss
 __all__ = ['TORCH_DTYPES', 'LAYER_LISTS', 'BLOCK_NAMES', 'PRECISION_KL_LIMIT', 'ModelLoadError', 'load_model', 'Pair', 'freeze',
            'load_pair', 'ModelStructureError', 'decoder', 'decoder_layers', 'layer_block', 'output_logits',
            'check_output_logits', 'layer_pairs', 'moe_layers', 'expert_outputs', 'routing', 'ExpertCapture',
-           'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions', 'attention_at', 'token_logprobs',
-           'chunk_sums', 'restrict_to_student', 'scored_tokens', 'scored_nats', 'teacher_nats_bytes', 'live_signal',
-           'StudentOutputs', 'student_forward', 'ModelDims', 'model_dims', 'LiveTeacher', 'tokens_per_second',
-           'PrecisionCheck', 'teacher_precision_check', 'signal_nonfinite']
+           'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions', 'attention_at', 'vocab_pass', 'chunk_sums',
+           'restrict_to_student', 'scored_tokens', 'scored_nats', 'teacher_nats_bytes', 'live_signal', 'StudentOutputs',
+           'student_forward', 'ModelDims', 'model_dims', 'LiveTeacher', 'tokens_per_second', 'PrecisionCheck',
+           'teacher_precision_check', 'signal_nonfinite']
 
 # %% ../nbs/04_teacher.ipynb #a3df924d
 class ModelLoadError(ConfigError):
@@ -303,14 +303,37 @@ def attention_at(att: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor) -> to
     sub = sub.masked_fill(~keep, 0.0)
     return sub / sub.sum(-1, keepdim=True).clamp(min=1e-20)
 
-def token_logprobs(hidden: torch.Tensor, head, targets: torch.Tensor, slice_size: int = 256) -> torch.Tensor:
-    "log p(targets[b, t] | hidden[b, t]) for every position, projecting a slice of positions at a time: [B, L]."
-    out = torch.empty(targets.shape, dtype=torch.float32, device=hidden.device)
-    flat_h, flat_t, flat_o = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1), out.view(-1)
-    for s in range(0, flat_h.shape[0], slice_size):
-        lp = torch.log_softmax(head(flat_h[s:s + slice_size]).float(), -1)
-        flat_o[s:s + slice_size] = lp.gather(1, flat_t[s:s + slice_size, None].clamp(min=0))[:, 0]
-    return out
+def vocab_pass(flat_h: torch.Tensor, head, rows: torch.Tensor, top_k: int | None, temperature: float, slice_size: int,
+               targets: torch.Tensor | None = None) -> tuple:
+    """Project hidden states `flat_h` [N, H] through the LM head `slice_size` rows at a time, each row once. Returns
+    (log p(targets[i]) at temperature 1 for every row, or None without `targets`; and for the rows listed in `rows`
+    [M] (e.g. the chunk ends), the tempered top-k `values`, `ids` and the `tail` mass left out, or the `full`
+    distribution when `top_k` is None). One host sync per call, for the slice boundaries."""
+    n, dev = flat_h.shape[0], flat_h.device
+    order = torch.argsort(rows)
+    cuts = torch.searchsorted(rows[order], torch.arange(0, n + slice_size, slice_size, device=rows.device)).tolist()
+    tok = None if targets is None else torch.empty(n, dtype=torch.float32, device=dev)
+    out = {}
+    for i, s in enumerate(range(0, n, slice_size)):
+        at = order[cuts[i]:cuts[i + 1]]                    # which of `rows` fall in this slice
+        if tok is None and not len(at): continue
+        logits = head(flat_h[s:s + slice_size]).float()
+        if tok is not None:
+            lp1 = torch.log_softmax(logits, -1)
+            tok[s:s + slice_size] = lp1.gather(1, targets[s:s + slice_size, None].clamp(min=0))[:, 0]
+        if not len(at): continue
+        local = rows[at] - s
+        lp = lp1[local] if tok is not None and temperature == 1 else torch.log_softmax(logits[local] / temperature, -1)
+        if not out:                                        # sized by the first projection: the head's rows
+            m, v = rows.shape[0], lp.shape[-1]
+            out = ({"full": torch.empty(m, v, device=dev)} if top_k is None else
+                   {"values": torch.empty(m, min(top_k, v), device=dev), "ids": torch.empty(m, min(top_k, v), dtype=torch.long, device=dev),
+                    "tail": torch.empty(m, device=dev)})
+        if top_k is None: out["full"][at] = lp; continue
+        val, idx = lp.topk(out["values"].shape[-1], -1)
+        out["values"][at], out["ids"][at] = val, idx
+        out["tail"][at] = torch.log1p(-val.exp().sum(-1).clamp(max=1 - 1e-7))
+    return tok, out
 
 def chunk_sums(per_token: torch.Tensor, start: torch.Tensor, end: torch.Tensor, mask: torch.Tensor):
     "Σ of per_token[b, p] over the predictions of each chunk's tokens [start, end) (token j is predicted at p = j - 1); valid where start ≥ 1."
@@ -368,27 +391,24 @@ def _live_signal(teacher, batch, spec, student_of_teacher, dtype, vocab=None) ->
     finally:
         for h in handles: h.remove()
     head, sig = (lambda h: output_logits(teacher, h)[..., :vocab]), TeacherSignal()      # padding rows are not tokens
-    ends = gather_positions(out.last_hidden_state, pos)                  # [B, C, H]
     b, c = pos.shape
-    flat = ends.reshape(b * c, -1)
-    k = spec.top_k
-    vals, idxs, tails, fulls = [], [], [], []
-    for s in range(0, flat.shape[0], spec.slice_size):
-        lp = torch.log_softmax(head(flat[s:s + spec.slice_size]).float() / spec.temperature, -1)
-        if k is None: fulls.append(lp); continue
-        v, i = lp.topk(min(k, lp.shape[-1]), -1)
-        vals.append(v); idxs.append(i)
-        tails.append(torch.log1p(-v.exp().sum(-1).clamp(max=1 - 1e-7)))
+    hs, k = out.last_hidden_state, spec.top_k
+    if spec.chunk_likelihood:      # every position is projected anyway: the chunk ends' distributions come from the same pass
+        n = ids.shape[1]
+        ends = (torch.arange(b, device=ids.device)[:, None] * n + pos.clamp(min=0)).reshape(-1)
+        nxt = torch.nn.functional.pad(ids[:, 1:], (0, 1)).reshape(-1)
+        tok_lp, at_ends = vocab_pass(hs.reshape(b * n, -1), head, ends, k, spec.temperature, spec.slice_size, nxt)
+        sig.chunk_logprob, sig.chunk_valid = chunk_sums(tok_lp.view(b, n), batch["chunk_teacher_start"],
+                                                        batch["chunk_teacher_end"], cm)
+    else:                          # only the chunk ends
+        _, at_ends = vocab_pass(gather_positions(hs, pos).reshape(b * c, -1), head, torch.arange(b * c, device=ids.device),
+                                k, spec.temperature, spec.slice_size)
     if k is None:
-        sig.full_logprobs = torch.cat(fulls).view(b, c, -1)
+        sig.full_logprobs = at_ends["full"].view(b, c, -1)
     else:
-        sig.topk_logprobs, sig.topk_ids = torch.cat(vals).view(b, c, -1), torch.cat(idxs).view(b, c, -1)
-        sig.tail_logmass = torch.cat(tails).view(b, c)
+        sig.topk_logprobs, sig.topk_ids = at_ends["values"].view(b, c, -1), at_ends["ids"].view(b, c, -1)
+        sig.tail_logmass = at_ends["tail"].view(b, c)
         if student_of_teacher is not None: sig.topk_student_ids = restrict_to_student(sig.topk_ids, student_of_teacher)
-    if spec.chunk_likelihood:
-        nxt = torch.nn.functional.pad(ids[:, 1:], (0, 1))
-        tok_lp = token_logprobs(out.last_hidden_state, head, nxt, spec.slice_size)
-        sig.chunk_logprob, sig.chunk_valid = chunk_sums(tok_lp, batch["chunk_teacher_start"], batch["chunk_teacher_end"], cm)
     sig.hidden = {l: gather_positions(out.hidden_states[l], pos) for l in spec.hidden_layers}
     for l in spec.attention_layers:
         if att_seen.get(l) is None:

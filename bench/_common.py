@@ -6,6 +6,13 @@ import sys
 import time
 from pathlib import Path
 
+# glibc hands every freed block above 32 MB back to the kernel, so each step page-faults its large tensors afresh:
+# on this VM that made single steps vary by ±30 % and ratios by ±0.2. Timed benchmarks run with the heap kept (the
+# process restarts itself once with these settings); both sides get faster and the ratios stable. P3 (memory) does not.
+_HEAP = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**36), "MALLOC_TOP_PAD_": str(2**30)}
+if any(os.environ.get(k) != v for k, v in _HEAP.items()):
+    os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, **_HEAP})
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
@@ -35,17 +42,20 @@ def embedded_run(every_objective: bool = True, **overrides):
     return cfg, acc, setup_run(cfg, acc)
 
 
-def realistic_models(teacher_layers: int | None = None):
+def realistic_models(teacher_layers: int | None = None, student_vocab: int | None = None):
     """Random-init models of the reference architectures from their shipped configs: the Qwen3-MoE teacher
-    (vocabulary 151,936, hidden 1024) and the SmolLM-135M student (vocabulary 49,152, 30 layers, hidden 576)."""
+    (vocabulary 151,936, hidden 1024) and the SmolLM-135M student (vocabulary 49,152 or `student_vocab`, 30 layers,
+    hidden 576)."""
     from transformers import AutoConfig, AutoModelForCausalLM
     t_cfg = AutoConfig.from_pretrained(shipped_model_config("huihui-ai/Huihui-MoE-1B-A0.6B").parent)
     if teacher_layers: t_cfg.num_hidden_layers = teacher_layers
     s_cfg = AutoConfig.from_pretrained(shipped_model_config("HuggingFaceTB/SmolLM-135M").parent)
+    if student_vocab: s_cfg.vocab_size = student_vocab
     torch.manual_seed(0)
-    teacher = AutoModelForCausalLM.from_config(t_cfg).eval()
+    # fp32, as the trainer holds them on a CPU (from_config would take the configs' bfloat16)
+    teacher = AutoModelForCausalLM.from_config(t_cfg, dtype=torch.float32).eval()
     for p in teacher.parameters(): p.requires_grad_(False)
-    student = AutoModelForCausalLM.from_config(s_cfg)
+    student = AutoModelForCausalLM.from_config(s_cfg, dtype=torch.float32)
     return teacher, student
 
 
@@ -64,8 +74,14 @@ def ce_step(student, batch, opt):
     out.loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
 
 
-def side_by_side(label_a: str, fa, label_b: str, fb, reps: int) -> float:
-    "Median times of `fa` and `fb` measured in this run; prints both and returns time(a) ÷ time(b)."
-    a, b = median_seconds(fa, reps), median_seconds(fb, reps)
+def side_by_side(label_a: str, fa, label_b: str, fb, reps: int, warmup: int = 2) -> float:
+    """Median times of `fa` and `fb` measured in this run, alternating a, b, a, b, ... so that a machine whose speed
+    drifts slows both alike; prints both and returns time(a) ÷ time(b)."""
+    for _ in range(warmup): fa(); fb()
+    ta, tb = [], []
+    for _ in range(reps):
+        for fn, ts in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+    a, b = statistics.median(ta), statistics.median(tb)
     say(f"  {label_a} {a * 1000:.0f} ms, {label_b} {b * 1000:.0f} ms")
     return a / b

@@ -1,8 +1,11 @@
-"""P3: peak memory of the cross-tokenizer KD loss (forward and backward), 2 x 512 tokens, teacher vocabulary 151,936 ->
-student vocabulary 49,152, teacher hidden 1024: ours (the teacher's top-128 projected a slice of chunk ends at a time, then
-`kd_at_positions`: exact-match KL + ULD remainder a slice at a time, gradients added into one logits-shaped tensor) ÷ a naive implementation that materializes full fp32 distributions (teacher softmax over
-151,936, mapped into the student vocabulary, KL against the student's full log-softmax). Each variant runs in a fresh
-process; memory = peak RSS during the loss minus peak RSS after the shared setup.
+"""P3: peak memory of the cross-tokenizer KD loss (forward and backward, from both models' last hidden states through
+their output heads), 2 x 512 tokens, teacher vocabulary 151,936 (hidden 1024) -> student vocabulary 49,152 (hidden 576):
+ours (the teacher's top-128 projected a slice of chunk ends at a time, then `head_pass`: the student's logits a slice of
+rows at a time, exact-match KL + ULD remainder, recomputed in the backward pass) ÷ a naive implementation that
+materializes the student's logits and full fp32 distributions (teacher softmax over 151,936, mapped into the student
+vocabulary, KL against the student's full log-softmax). Both compute the gradients of the student's hidden states and
+head weight. Each variant runs in a fresh process; memory = peak RSS during the loss minus peak RSS after the shared
+setup.
 
     python bench/p3_kd_memory.py              # goal: ratio <= 0.2
 """
@@ -13,14 +16,15 @@ from types import SimpleNamespace
 
 import torch
 
-B, L, VT, VS, H, K = 2, 512, 151_936, 49_152, 1024, 128
+B, L, VT, VS, H, HS, K = 2, 512, 151_936, 49_152, 1024, 576, 128
 
 
 def setup():
     torch.manual_seed(0)
     head = torch.nn.Linear(H, VT, bias=False).requires_grad_(False)
     h_t = torch.randn(B, L, H)
-    s_logits = torch.randn(B, L, VS, requires_grad=True)
+    s_head = torch.nn.Linear(HS, VS, bias=False)                  # the student's head (trainable)
+    h_s = torch.randn(B, L, HS, requires_grad=True)               # the student's last hidden states
     g = torch.Generator().manual_seed(1)
     t_ids = torch.randperm(VT, generator=g)[:40_000]            # 40,000 exact-match pairs, like Qwen3 -> SmolLM
     s_ids = torch.randperm(VS, generator=g)[:40_000]
@@ -28,7 +32,7 @@ def setup():
     ends = torch.arange(L).expand(B, L).clone() + 1             # every position ends a chunk (the worst case)
     batch = {"chunk_student_end": ends, "chunk_teacher_end": ends, "chunk_mask": torch.ones(B, L, dtype=torch.bool),
              "teacher_input_ids": torch.zeros(B, L, dtype=torch.long), "teacher_attention_mask": torch.ones(B, L, dtype=torch.long)}
-    return torch, head, h_t, s_logits, s2t, batch
+    return torch, head, h_t, (s_head, h_s), s2t, batch
 
 
 class _Base(torch.nn.Module):
@@ -45,17 +49,23 @@ class _Teacher(torch.nn.Module):
     def get_output_embeddings(self): return self.head
 
 
-def ours(torch, head, h_t, s_logits, s2t, batch):
-    from sad_kaggle.losses import kd_at_positions
-    from sad_kaggle.teacher import SignalSpec, live_signal
-    with torch.no_grad():                                       # what Objectives runs: live_signal, then kd_at_positions
+def ours(torch, head, h_t, student, s2t, batch):
+    from sad_kaggle.losses import KDRequest, head_pass
+    from sad_kaggle.teacher import SignalSpec, StudentOutputs, live_signal
+    s_head, h_s = student
+    with torch.no_grad():                                       # what Objectives runs: live_signal, then head_pass
         sig = live_signal(_Teacher(h_t, head), batch, SignalSpec(top_k=K), s2t)
     unmatched = torch.ones(VS, dtype=torch.bool); unmatched[s2t[s2t >= 0]] = False
-    per = kd_at_positions(s_logits, batch["chunk_student_end"] - 1, sig, "exact_match_uld", student_unmatched=unmatched)
-    per[batch["chunk_mask"]].sum().backward()
+    so = StudentOutputs((h_s,), {}, SimpleNamespace(get_output_embeddings=lambda: s_head, config=SimpleNamespace()))
+    cm = batch["chunk_mask"]
+    out = head_pass(so, batch, batch["chunk_student_end"] - 1, cm, lm=False,
+                    kd=KDRequest(sig, "exact_match_uld", student_unmatched=unmatched))
+    out.kd[cm].sum().backward()
 
 
-def naive(torch, head, h_t, s_logits, s2t, batch):
+def naive(torch, head, h_t, student, s2t, batch):
+    s_head, h_s = student
+    s_logits = s_head(h_s)                                                  # [B, L, 49,152]
     with torch.no_grad():
         p_t = torch.softmax(head(h_t).float(), -1)                          # [B, L, 151,936] fp32
         m = s2t >= 0

@@ -5,6 +5,7 @@
 # %% ../nbs/05_losses.ipynb #f1508ea2
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -13,14 +14,14 @@ import torch.nn.functional as F
 
 from .config import COMPONENTS, ConfigError, DistillConfig, curriculum_weights
 from .teacher import ModelDims, SignalSpec, StudentOutputs, TeacherSignal, attention_at, chunk_sums, \
-    gather_positions, layer_pairs
+    gather_positions, layer_pairs, logit_post
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'KD_METHODS', 'divergence', 'log1mexp', 'kd_same_tokenizer', 'merge_shared', 'kd_exact_match',
-           'kd_at_positions', 'chunk_likelihood_loss', 'depth_weights', 'info_nce', 'anchor_index',
-           'StudentAwareRouter', 'Objective', 'objective', 'StepView', 'cacheable_config', 'lm_loss', 'kd_loss',
-           'feature_loss', 'attention_loss', 'layerwise_loss', 'contrastive_loss', 'router_loss', 'Objectives',
-           'combine', 'nonfinite']
+__all__ = ['OBJECTIVES', 'KD_METHODS', 'divergence', 'log1mexp', 'kd_same_tokenizer', 'kd_same_tokenizer_at', 'merge_shared',
+           'kd_exact_match', 'kd_exact_match_at', 'KDRequest', 'HeadOutputs', 'head_pass', 'chunk_likelihood_loss',
+           'depth_weights', 'info_nce', 'anchor_index', 'StudentAwareRouter', 'Objective', 'objective', 'StepView',
+           'cacheable_config', 'lm_loss', 'kd_loss', 'feature_loss', 'attention_loss', 'layerwise_loss',
+           'contrastive_loss', 'router_loss', 'Objectives', 'combine', 'nonfinite']
 
 # %% ../nbs/05_losses.ipynb #a7f0711f
 def divergence(t_lp: torch.Tensor, s_lp: torch.Tensor, kind: str = "forward_kl") -> torch.Tensor:
@@ -38,21 +39,16 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 # %% ../nbs/05_losses.ipynb #8a5deae9
-def _student_logprobs_at(logits: torch.Tensor, pos: torch.Tensor, temperature: float, slice_size: int = 256,
-                         vocab: int | None = None):
-    "log-softmax(logits / T) over the first `vocab` ids at positions pos [B, C] -> [B, C, vocab], a slice of rows at a time."
-    at = gather_positions(logits, pos)[..., :vocab]
-    b, c, v = at.shape
-    flat = at.reshape(b * c, v)
-    return torch.cat([torch.log_softmax(flat[i:i + slice_size].float() / temperature, -1)
-                      for i in range(0, b * c, slice_size)] or [flat.float()]).view(b, c, v)
-
 def kd_same_tokenizer(s_lp: torch.Tensor, sig: TeacherSignal, kind: str = "forward_kl") -> torch.Tensor:
     "Per chunk slot: divergence over the teacher's top-k + tail bucket (or the full vocabulary) [B, C]."
     s_lp = s_lp.float()                                  # divergences in fp32, whatever the compute dtype
-    if sig.full_logprobs is not None:
-        return divergence(sig.full_logprobs.float(), s_lp[..., :sig.full_logprobs.shape[-1]], kind)
-    s_top = s_lp.gather(-1, sig.topk_ids)
+    if sig.full_logprobs is not None: return kd_same_tokenizer_at(s_lp[..., :sig.full_logprobs.shape[-1]], sig, kind)
+    return kd_same_tokenizer_at(s_lp.gather(-1, sig.topk_ids), sig, kind)
+
+def kd_same_tokenizer_at(s_top: torch.Tensor, sig: TeacherSignal, kind: str = "forward_kl") -> torch.Tensor:
+    "The same from the student's log-probabilities at the teacher's top-k ids [..., K] (at every id with full_logprobs)."
+    s_top = s_top.float()
+    if sig.full_logprobs is not None: return divergence(sig.full_logprobs.float(), s_top, kind)
     s_tail = log1mexp(torch.logsumexp(s_top, -1))
     t = torch.cat([sig.topk_logprobs.float(), sig.tail_logmass.float()[..., None]], -1)
     return divergence(t, torch.cat([s_top, s_tail[..., None]], -1), kind)
@@ -60,23 +56,41 @@ def kd_same_tokenizer(s_lp: torch.Tensor, sig: TeacherSignal, kind: str = "forwa
 def merge_shared(t_lp: torch.Tensor, student_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher top-k log-probabilities with every group that maps to one student id summed into the group's first
     slot: (merged log-probabilities [..., K], the first slots [..., K]). Two teacher ids that spell the same bytes
-    (a SentencePiece teacher's `a` and `<0x61>`) are one outcome for the student."""
+    (a SentencePiece teacher's `a` and `<0x61>`) are one outcome for the student. The groups are runs of a stable sort
+    by student id, so this costs a sort of K per row (a K × K comparison cost more than the rest of a step)."""
     matched = student_ids >= 0
-    same = (student_ids[..., :, None] == student_ids[..., None, :]) & matched[..., :, None] & matched[..., None, :]
-    k = student_ids.shape[-1]
-    earlier = torch.ones(k, k, dtype=torch.bool, device=student_ids.device).tril(-1)      # [j, i]: i < j
-    first = matched & ~(same & earlier).any(-1)
-    return torch.logsumexp(t_lp[..., None, :].masked_fill(~same, -math.inf), -1), first
+    key, order = student_ids.masked_fill(~matched, -1).sort(stable=True, dim=-1)
+    lp = t_lp.gather(-1, order)
+    start = torch.ones_like(matched)
+    start[..., 1:] = key[..., 1:] != key[..., :-1]                   # the first slot of each run, in sorted order
+    seg = start.long().cumsum(-1) - 1                                # each sorted slot's run
+    top = torch.full_like(lp, -math.inf).scatter_reduce(-1, seg, lp, "amax")
+    top = torch.where(top.isfinite(), top, 0.0)
+    total = top + torch.zeros_like(lp).scatter_add(-1, seg, (lp - top.gather(-1, seg)).exp()).log()
+    merged = torch.empty_like(lp).scatter(-1, order, total.gather(-1, seg))
+    first = torch.zeros_like(matched).scatter(-1, order, start) & matched
+    return merged, first
 
 def kd_exact_match(s_lp: torch.Tensor, sig: TeacherSignal, student_unmatched: torch.Tensor,
-                   kind: str = "forward_kl") -> torch.Tensor:
+                   kind: str = "forward_kl", merge: bool = True) -> torch.Tensor:
     "Per chunk slot: divergence over matched top-k + remainder, plus the ULD distance of the unmatched mass [B, C]."
-    s_lp, t_lp = s_lp.float(), sig.topk_logprobs.float()  # divergences in fp32, whatever the compute dtype
+    s_lp = s_lp.float()                                   # divergences in fp32, whatever the compute dtype
+    free = student_unmatched[:s_lp.shape[-1]].nonzero()[:, 0]     # the student's largest among its unmatched ids only
+    s_un = s_lp.index_select(-1, free).topk(min(sig.topk_logprobs.shape[-1], len(free)), -1).values
+    return kd_exact_match_at(s_lp.gather(-1, sig.topk_student_ids.clamp(min=0)), s_un, sig, kind, merge)
+
+def kd_exact_match_at(s_ids: torch.Tensor, s_un: torch.Tensor, sig: TeacherSignal, kind: str = "forward_kl",
+                      merge: bool = True) -> torch.Tensor:
+    """The same from the student's log-probabilities at the student ids of the teacher's top-k [..., K] (any value where
+    a teacher id has none) and its largest log-probabilities among its unmatched ids, in descending order [..., ≤ K].
+    `merge=False`: no two teacher ids share a student id (the map is one-to-one), so there is nothing to merge."""
+    t_lp = sig.topk_logprobs.float()
     matched = sig.topk_student_ids >= 0
     neg = torch.finfo(torch.float32).min
-    merged, first = merge_shared(t_lp, sig.topk_student_ids)      # each student id once, holding its teacher ids' mass
+    # each student id once, holding its teacher ids' mass
+    merged, first = merge_shared(t_lp, sig.topk_student_ids) if merge else (t_lp, matched)
     t_m = merged.masked_fill(~first, neg)
-    s_m = s_lp.gather(-1, sig.topk_student_ids.clamp(min=0)).masked_fill(~first, neg)
+    s_m = s_ids.float().masked_fill(~first, neg)
     t_rest = log1mexp(torch.logsumexp(t_m, -1).clamp(max=0))
     s_rest = log1mexp(torch.logsumexp(s_m, -1).clamp(max=0))
     t_dist = torch.cat([t_m, t_rest[..., None]], -1)
@@ -85,58 +99,257 @@ def kd_exact_match(s_lp: torch.Tensor, sig: TeacherSignal, student_unmatched: to
     # ULD on what the map cannot pair: sorted probabilities, L1
     k = t_lp.shape[-1]
     t_un = t_lp.exp().masked_fill(matched, 0.0).sort(-1, descending=True).values
-    s_un = s_lp.masked_fill(~student_unmatched, neg).topk(min(k, s_lp.shape[-1]), -1).values.exp()
-    s_un = F.pad(s_un, (0, k - s_un.shape[-1]))
+    s_un = F.pad(s_un.float().exp(), (0, k - s_un.shape[-1]))
     return kl + (t_un - s_un).abs().sum(-1)
 
 # %% ../nbs/05_losses.ipynb #6fc98635
+@dataclass
+class KDRequest:
+    "What the KD at chunk ends needs besides the student's logits."
+    sig: TeacherSignal
+    method: str                                       # same_tokenizer or exact_match_uld
+    temperature: float = 1.0
+    kind: str = "forward_kl"
+    student_unmatched: torch.Tensor | None = None     # exact_match_uld: the student ids no teacher id maps to
+    merge: bool = True                                # exact_match_uld: whether two teacher ids may share a student id
+
+@dataclass
+class HeadOutputs:
+    "What the objectives read from the student's output head (None: not asked for)."
+    lm: torch.Tensor | None = None               # next-token cross-entropy summed over the labelled positions
+    kd: torch.Tensor | None = None               # KD per chunk slot [B, C] (0 at padding slots)
+    token_logprob: torch.Tensor | None = None    # log p(next token) at every position [B, L] (the last one: of id 0)
+    top1: torch.Tensor | None = None             # the student's most likely id at each chunk end [B, C], no gradient
+
 _SIG_FIELDS = ("topk_logprobs", "topk_ids", "topk_student_ids", "tail_logmass", "full_logprobs")
 
-class _SlicedKD(torch.autograd.Function):
+_EXP_FLOOR = -80.0      # exp(-80) = 2e-35: still a normal float; below it, CPU exp takes a slow path (5-10x)
+
+def _exp_(x: torch.Tensor) -> torch.Tensor:
+    "exp in place of values ≤ 0, flooring them at -80 first: an error of at most 2e-35 per entry, at full speed."
+    return x.clamp_(min=_EXP_FLOOR).exp_()
+
+def _logsumexp_(x: torch.Tensor) -> torch.Tensor:
+    "logsumexp over the last axis, overwriting x with exp(x - max): no temporary of x's size."
+    m = x.amax(-1, keepdim=True)
+    m = torch.where(m.isfinite(), m, 0.0)
+    return _exp_(x.sub_(m)).sum(-1).log_().add_(m[:, 0])
+
+def _has_post(config) -> bool:
+    return any(getattr(config, a, None) for a in ("logits_scaling", "logit_scale", "final_logit_softcapping"))
+
+# %% ../nbs/05_losses.ipynb #b6b85aa5
+class _HeadPlan:
+    """Which rows of the flattened last hidden states [B·L, H] the outputs need (labelled positions, chunk ends, or
+    all), cut into slices of rows; each slice's outputs from its logits, and their gradient with respect to those
+    logits. Every output reads the logits only through the row's log-sum-exp and a few gathered entries (the
+    target, the ids the KD compares), so the gradient is the softmax times one coefficient per row plus a sparse
+    part: one pass over the slice, no autograd over anything of vocabulary size."""
+    def __init__(self, so, batch, pos, cm, lm, kd, token_logprob, top1, vocab):
+        h = so.hidden_states[-1]
+        b, L, dev = h.shape[0], h.shape[1], h.device
+        self.config, self.kd, self.vocab, self.shape, self.cm = so.model.config, kd, vocab, (b, L), cm
+        self.T = kd.temperature if kd is not None else 1.0
+        need = torch.zeros(b * L, dtype=torch.bool, device=dev)
+        ce = nxt = ends = None
+        if lm: ce = F.pad(batch["labels"][:, 1:], (0, 1), value=-100).reshape(-1); need |= ce != -100
+        if token_logprob: nxt = F.pad(batch["student_input_ids"][:, 1:], (0, 1)).reshape(-1); need[:] = True
+        if kd is not None or top1:
+            ends = (torch.arange(b, device=dev)[:, None] * L + pos.clamp(min=0))[cm]
+            self.order = ends.argsort()
+            ends = ends[self.order]; need[ends] = True
+        self.rows = need.nonzero()[:, 0]
+        self.ce = None if ce is None else ce[self.rows]
+        self.nxt = None if nxt is None else nxt[self.rows]
+        self.end_at = None if ends is None else torch.searchsorted(self.rows, ends)     # each chunk end's index in rows
+        self.names = tuple(n for n in _SIG_FIELDS if kd is not None and getattr(kd.sig, n) is not None)
+        self.sig = [getattr(kd.sig, n)[cm][self.order] for n in self.names]
+        self.free = kd.student_unmatched[:vocab].nonzero()[:, 0] \
+            if kd is not None and kd.method == "exact_match_uld" else None
+
+    def cut(self, step: int):
+        "Slices (row from, row to, chunk end from, chunk end to) of at most `step` rows."
+        n = len(self.rows)
+        bounds = list(range(0, n, max(1, step))) + [n]
+        cuts = (torch.searchsorted(self.end_at, torch.tensor(bounds, device=self.rows.device)).tolist()
+                if self.end_at is not None else [0] * len(bounds))
+        self.slices = [(bounds[i], bounds[i + 1], cuts[i], cuts[i + 1]) for i in range(len(bounds) - 1)]
+        return self
+
+    def kinds(self) -> list[str]:
+        "The outputs this plan computes, in their order: lm (a sum), tok (per row), kd (per chunk end)."
+        return [k for k, x in (("lm", self.ce), ("tok", self.nxt), ("kd", self.kd)) if x is not None]
+
+    def _kd_ids(self, lg, e, part):
+        "The student ids each chunk end's KD reads [C, M]: the teacher's top-k (mapped), then the top unmatched ids."
+        if self.kd.method == "same_tokenizer":
+            if part.full_logprobs is None: return part.topk_ids
+            return torch.arange(part.full_logprobs.shape[-1], device=lg.device).expand(len(e), -1)
+        k = min(part.topk_logprobs.shape[-1], len(self.free))
+        top_un = self.free[lg[e[:, None], self.free[None, :]].topk(k, -1).indices]      # same order as the log-probs
+        return torch.cat([part.topk_student_ids.clamp(min=0), top_un], -1)
+
+    def _kd_of(self, sel, part):
+        "KD per chunk end from the gathered student log-probabilities `sel` [C, M]."
+        r = self.kd
+        if r.method == "same_tokenizer": return kd_same_tokenizer_at(sel[None], part, r.kind)[0]
+        k = part.topk_logprobs.shape[-1]
+        return kd_exact_match_at(sel[None, :, :k], sel[None, :, k:], part, r.kind, r.merge)[0]
+
+    def forward_slice(self, z, s, grad: bool, top1: bool = False, scratch: bool = False) -> tuple[list, dict]:
+        """One slice's outputs from its head outputs z [rows, V], and what its backward needs (all of row size).
+        `scratch`: z is not kept, so the log-sum-exp may overwrite it instead of allocating its size again."""
+        a, b, c0, c1 = s
+        lg = logit_post(self.config, z).float()           # losses in fp32, whatever the compute dtype
+        e = self.end_at[c0:c1] - a if self.end_at is not None else None
+        V = lg.shape[-1] if self.vocab is None else min(self.vocab, lg.shape[-1])
+        out, keep = [], {"e": e, "V": V}
+        # every entry the outputs read is gathered first: the log-sum-exp below may overwrite lg
+        if self.ce is not None: t = self.ce[a:b]; at_ce = lg.gather(1, t.clamp(min=0)[:, None])[:, 0]
+        if self.nxt is not None: at_tok = lg.gather(1, self.nxt[a:b, None])[:, 0]
+        if self.kd is not None:
+            T, part = self.T, TeacherSignal(**{n: x[c0:c1] for n, x in zip(self.names, self.sig)})
+            ids = self._kd_ids(lg, e, part)
+            raw = lg[e[:, None], ids] / T
+            # the KD's normalizer: the LM's own at T = 1 over every row; over the real ids at T otherwise
+            shared = T == 1 and V == lg.shape[-1]
+            lse_t = None if shared else _logsumexp_(lg[e, :V] / T)
+        if top1: keep["top1"] = lg[e, :V].argmax(-1)
+        lse = keep["lse"] = _logsumexp_(lg if scratch or lg is not z else lg.clone())
+        if self.ce is not None: out.append(((lse - at_ce) * (t >= 0)).sum())
+        if self.nxt is not None: out.append(at_tok - lse)
+        if self.kd is not None:
+            lse_t = lse[e] if shared else lse_t
+            sel = (raw - lse_t[:, None]).requires_grad_(grad)
+            with torch.enable_grad() if grad else torch.no_grad():
+                per = self._kd_of(sel, part)
+                # rows are independent: the gradient of the sum is each row's own, scaled later by its incoming gradient
+                if grad: keep["jac"] = torch.autograd.grad(per.sum(), sel)[0]
+            out.append(per.detach())
+            keep.update(ids=ids, lse_t=lse_t)
+        return out, keep
+
+    def backward_slice(self, z, s, keep, grads, scratch: bool = False) -> torch.Tensor:
+        """d(Σ incoming gradient · output)/dz for one slice, from its recomputed (`scratch`: may be overwritten) or
+        kept head outputs z."""
+        a, b, c0, c1 = s
+        g = dict(zip(self.kinds(), grads))
+        lg = logit_post(self.config, z.detach()).float()
+        n, dev = lg.shape[0], lg.device
+        coef = torch.zeros(n, device=dev)                # × softmax, per row
+        at_r, at_c, at_v = [], [], []                    # sparse entries added at (row, id)
+        kd_dense = None
+        if g.get("lm") is not None:
+            t = self.ce[a:b]; ok = t >= 0
+            coef += g["lm"] * ok
+            at_r.append(torch.arange(n, device=dev)); at_c.append(t.clamp(min=0)); at_v.append(-g["lm"] * ok)
+        if g.get("tok") is not None:
+            gt = g["tok"][a:b].float()
+            coef -= gt
+            at_r.append(torch.arange(n, device=dev)); at_c.append(self.nxt[a:b]); at_v.append(gt)
+        if g.get("kd") is not None:
+            e, T, V = keep["e"], self.T, keep["V"]
+            gs = g["kd"][c0:c1, None].float() * keep["jac"] / T          # d/d(lg / T) of the gathered log-probs
+            at_r.append(e[:, None].expand_as(keep["ids"]).reshape(-1)); at_c.append(keep["ids"].reshape(-1))
+            at_v.append(gs.reshape(-1))
+            if T == 1 and V == lg.shape[-1]: coef.index_add_(0, e, -gs.sum(-1))         # the same softmax as the LM's
+            else: kd_dense = -gs.sum(-1, keepdim=True) * _exp_(lg[e, :V] / T - keep["lse_t"][:, None])
+        d = (_exp_(lg.sub_(keep["lse"][:, None])) if scratch or lg is not z else torch.softmax(lg, -1)).mul_(coef[:, None])
+        if at_r: d.index_put_((torch.cat(at_r), torch.cat(at_c)), torch.cat(at_v), accumulate=True)
+        if kd_dense is not None: d[keep["e"], :keep["V"]] += kd_dense
+        if not _has_post(self.config): return d.to(z.dtype)
+        with torch.enable_grad():                        # soft-capping or scaling: its chain rule by autograd
+            zz = z.detach().requires_grad_()
+            return torch.autograd.grad(logit_post(self.config, zz).float(), zz, d)[0]
+
+    def join(self, parts: list, like: torch.Tensor) -> list:
+        "Every slice's outputs joined: the LM sum, then token log-probs and KD per chunk end concatenated."
+        joined = []
+        for j, kind in enumerate(self.kinds()):
+            xs = [p[j] for p in parts]
+            if not xs: joined.append(like.new_zeros(() if kind == "lm" else 0, dtype=torch.float32))
+            else: joined.append(torch.stack(xs).sum() if kind == "lm" else torch.cat(xs))
+        return joined
+
+    def to_slots(self, x: torch.Tensor) -> torch.Tensor:
+        "Per sorted chunk end -> per chunk slot [B, C] (0 at padding slots)."
+        full = x.new_zeros(self.cm.shape); full[self.cm] = x[self.order.argsort()]
+        return full
+
+class _HeadPass(torch.autograd.Function):
+    "`_HeadPlan`'s outputs with a gradient; nothing of vocabulary size is kept unless `keep_logits` (small batches)."
     @staticmethod
-    def forward(ctx, flat_logits, rows, per_rows, slice_size, names, *sig):
-        ctx.save_for_backward(flat_logits, rows, *sig)
-        ctx.per_rows, ctx.slice_size, ctx.names = per_rows, slice_size, names
-        with torch.no_grad():
-            return torch.cat([per_rows(flat_logits[rows[i:i + slice_size]], names, [t[i:i + slice_size] for t in sig])
-                              for i in range(0, len(rows), slice_size)])
+    def forward(ctx, flat_h, weight, bias, plan, keep_logits):
+        ctx.save_for_backward(flat_h, weight, bias)
+        dev = flat_h.device.type
+        ctx.plan, ctx.autocast = plan, (dev, torch.get_autocast_dtype(dev), torch.is_autocast_enabled(dev))
+        ctx.set_materialize_grads(False)
+        parts, ctx.keeps = [], []
+        for s in plan.slices:
+            z = F.linear(flat_h[plan.rows[s[0]:s[1]]], weight, bias)
+            out, keep = plan.forward_slice(z, s, grad=True, scratch=not keep_logits)
+            if keep_logits: keep["z"] = z
+            parts.append(out); ctx.keeps.append(keep)
+        return tuple(plan.join(parts, flat_h))
 
     @staticmethod
-    def backward(ctx, grad_out):
-        flat_logits, rows, *sig = ctx.saved_tensors
-        grad = torch.zeros_like(flat_logits)
-        for i in range(0, len(rows), ctx.slice_size):
-            r = rows[i:i + ctx.slice_size]
-            with torch.enable_grad():
-                lg = flat_logits[r].detach().requires_grad_()
-                per = ctx.per_rows(lg, ctx.names, [t[i:i + ctx.slice_size] for t in sig])
-                g, = torch.autograd.grad(per, lg, grad_out[i:i + ctx.slice_size])
-            grad.index_add_(0, r, g.to(grad.dtype))
-        return (grad, None, None, None, None) + (None,) * len(sig)
+    def backward(ctx, *grads):
+        flat_h, weight, bias = ctx.saved_tensors
+        plan, (dev, dtype, on) = ctx.plan, ctx.autocast
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        g_h = torch.zeros_like(flat_h) if need_h else None
+        g_w = g_b = None                                 # the first slice's, then added in place (no zeros of [V, H])
+        if all(g is None for g in grads):
+            return g_h, torch.zeros_like(weight) if need_w else None, torch.zeros_like(bias) if need_b else None, None, None
+        with torch.autocast(dev, dtype=dtype, enabled=on):            # the forward's precision, slice for slice
+            for s, keep in zip(plan.slices, ctx.keeps):
+                r = plan.rows[s[0]:s[1]]
+                hs = flat_h[r]
+                z = keep["z"] if "z" in keep else F.linear(hs, weight, bias)
+                dz = plan.backward_slice(z, s, keep, grads, scratch="z" not in keep)
+                if need_h: g_h[r] = torch.mm(dz, weight).to(g_h.dtype)     # rows are distinct: a plain write
+                if need_w:      # one slice: its product as is; more: added up in fp32, in place when the inputs are fp32
+                    if g_w is None: g_w = torch.mm(dz.t(), hs)
+                    elif dz.dtype == hs.dtype == torch.float32: g_w = g_w.float().addmm_(dz.t(), hs)
+                    else: g_w = g_w.float().add_(torch.mm(dz.t(), hs))
+                if need_b: g_b = dz.sum(0) if g_b is None else g_b.float() + dz.sum(0)
+        if need_w and g_w is None: g_w = torch.zeros_like(weight)          # no rows at all
+        if need_b and g_b is None: g_b = torch.zeros_like(bias)
+        return (g_h, None if g_w is None else g_w.to(weight.dtype), None if g_b is None else g_b.to(bias.dtype), None, None)
 
-def kd_at_positions(logits: torch.Tensor, pos: torch.Tensor, sig: TeacherSignal, method: str, temperature: float = 1.0,
-                    kind: str = "forward_kl", student_unmatched: torch.Tensor | None = None, slice_size: int = 64,
-                    max_direct_bytes: int = 2**27, vocab: int | None = None) -> torch.Tensor:
-    """Per chunk slot KD [B, C] (`same_tokenizer` or `exact_match_uld`) of the student's logits at `pos`, a distribution
-    over its first `vocab` ids (the tokenizer's real ids; default all rows). Sliced (recomputed in the backward pass)
-    when the fp32 `[B, C, V]` log-probabilities would pass `max_direct_bytes`; direct below that, where the
-    recomputation would cost time and save little."""
-    b, c = pos.shape
-    L, V = logits.shape[1], min(vocab or logits.shape[-1], logits.shape[-1])
-    if b * c * V * 4 <= max_direct_bytes:
-        s_lp = _student_logprobs_at(logits, pos, temperature, vocab=V)
-        return kd_same_tokenizer(s_lp, sig, kind) if method == "same_tokenizer" else \
-            kd_exact_match(s_lp, sig, student_unmatched[:V], kind)
-    rows = (torch.arange(b, device=pos.device)[:, None] * L + pos.clamp(min=0)).flatten()
-    names = tuple(n for n in _SIG_FIELDS if getattr(sig, n) is not None)
-    tensors = [getattr(sig, n).flatten(0, 1) for n in names]
-    def per_rows(lg, names, ts):
-        s_lp = torch.log_softmax(lg[..., :V].float() / temperature, -1)[None]
-        part = TeacherSignal(**{n: t[None] for n, t in zip(names, ts)})
-        per = kd_same_tokenizer(s_lp, part, kind) if method == "same_tokenizer" else \
-            kd_exact_match(s_lp, part, student_unmatched[:V], kind)
-        return per[0]
-    return _SlicedKD.apply(logits.reshape(b * L, logits.shape[-1]), rows, per_rows, slice_size, names, *tensors).view(b, c)
+def head_pass(so: StudentOutputs, batch: dict, pos: torch.Tensor, cm: torch.Tensor, lm: bool = True,
+              kd: KDRequest | None = None, token_logprob: bool = False, top1: bool = False, vocab: int | None = None,
+              slice_bytes: int = 2**26, direct_bytes: int = 2**27) -> HeadOutputs:
+    """The LM loss, the KD at the chunk ends (`pos` [B, C], valid where `cm`), next-token log-probabilities and the top-1
+    ids from the student's last hidden states and output head, a slice of rows at a time: each row's logits are
+    computed once per pass, shared by every output, and never all at once. With gradients, the backward pass
+    recomputes each slice's logits, unless all of them fit in `direct_bytes` (in their compute dtype; then they are
+    kept and the backward pass reuses them).
+    `vocab`: the student's real ids (the KD's and top-1's distribution); the LM loss is over every row, as the
+    model's own loss is."""
+    head = so.model.get_output_embeddings()
+    weight, bias = head.weight, head.bias
+    plan = _HeadPlan(so, batch, pos, cm, lm, kd, token_logprob, top1, vocab)
+    flat = so.hidden_states[-1].flatten(0, 1)
+    n, rows_v = len(plan.rows), weight.shape[0]
+    if torch.is_grad_enabled() and (flat.requires_grad or weight.requires_grad):
+        if top1: raise ValueError("head_pass: top1 is for evaluation (no gradient)")
+        dev = flat.device.type          # what keeping the logits would hold: their compute dtype's size
+        itemsize = torch.get_autocast_dtype(dev).itemsize if torch.is_autocast_enabled(dev) else weight.element_size()
+        small = n * rows_v * itemsize <= direct_bytes
+        outs = list(_HeadPass.apply(flat, weight, bias, plan.cut(n if small else slice_bytes // (4 * rows_v)), small))
+    else:
+        parts, tops = [], []
+        for s in plan.cut(slice_bytes // (4 * rows_v)).slices:
+            out, keep = plan.forward_slice(F.linear(flat[plan.rows[s[0]:s[1]]], weight, bias), s, False, top1, scratch=True)
+            parts.append(out); tops.append(keep.get("top1"))
+        outs = plan.join(parts, flat)
+    res = HeadOutputs()
+    if lm: res.lm = outs.pop(0)
+    if token_logprob: res.token_logprob = outs.pop(0).view(plan.shape)
+    if kd is not None: res.kd = plan.to_slots(outs.pop(0))
+    if top1: res.top1 = plan.to_slots(torch.cat(tops) if tops else torch.zeros(0, dtype=torch.long, device=flat.device))
+    return res
 
 # %% ../nbs/05_losses.ipynb #9f6337fe
 def chunk_likelihood_loss(s_ll: torch.Tensor, t_ll: torch.Tensor) -> torch.Tensor:
@@ -223,6 +436,7 @@ class StepView:
     h_s: list | None = None      # student hidden states at chunk ends, per layer pair
     proj: list | None = None     # ... through the learned projections (teacher width)
     h_t: list | None = None      # teacher hidden states at chunk ends, per layer pair
+    head: HeadOutputs | None = None   # what the student's output head gives (`head_pass`), computed once
     extra: dict = field(default_factory=dict)     # metrics beside the losses (e.g. the router's load balance)
 
 def cacheable_config(cfg: DistillConfig) -> tuple[DistillConfig, str | None]:
@@ -240,8 +454,7 @@ def _lm_count(o, batch) -> int: return int((batch["labels"][:, 1:] != -100).sum(
 @objective("lm", count=_lm_count)
 def lm_loss(o, v: StepView) -> torch.Tensor:
     "The student's next-token cross-entropy on the text (no teacher)."
-    logits, labels = v.so.logits, v.batch["labels"]
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum")
+    return v.head.lm
 
 def _kd_count(o, batch) -> int:
     if o.method != "chunk_likelihood": return _chunk_ends(o, batch)
@@ -251,15 +464,11 @@ def _kd_count(o, batch) -> int:
 def kd_loss(o, v: StepView) -> torch.Tensor:
     "KD at aligned chunk ends (same tokenizer, exact match + ULD), × T²; or chunk-likelihood matching."
     if o.method == "chunk_likelihood":
-        nxt = F.pad(v.batch["student_input_ids"][:, 1:], (0, 1))
-        tok = -F.cross_entropy(v.so.logits.flatten(0, 1).float(), nxt.flatten(), reduction="none").view(nxt.shape)
-        s_ll, valid = chunk_sums(tok, v.batch["chunk_student_start"], v.batch["chunk_student_end"], v.cm)
+        s_ll, valid = chunk_sums(v.head.token_logprob, v.batch["chunk_student_start"], v.batch["chunk_student_end"], v.cm)
         valid = valid & v.sig.chunk_valid
         return chunk_likelihood_loss(s_ll, v.sig.chunk_logprob.float())[valid].sum()
     T = o.cfg.temperature
-    per = kd_at_positions(v.so.logits, v.pos, v.sig, o.method, T, o.cfg.kd_divergence, o.student_unmatched,
-                          vocab=len(o.student_unmatched))
-    return (per * T * T)[v.cm].sum()
+    return (v.head.kd * T * T)[v.cm].sum()
 
 @objective("feature", signal=("hidden",))
 def feature_loss(o, v: StepView) -> torch.Tensor:
@@ -324,8 +533,10 @@ class Objectives(torch.nn.Module):
             self.router = StudentAwareRouter(student.hidden, teacher.hidden, teacher.n_experts, cfg.router_top_k)
         # the student's real ids (its tokenizer's length): rows past them are padding, outside every KD distribution
         unmatched = torch.ones(student_vocab or student.vocab_rows, dtype=torch.bool)
+        self.map_merges = True          # without a map: assume it may (the merge is right either way, only slower)
         if student_of_teacher is not None:
             m = student_of_teacher[student_of_teacher >= 0]; unmatched[m[m < len(unmatched)].cpu()] = False
+            self.map_merges = m.unique().numel() < m.numel()       # two teacher ids with one student id
         self.register_buffer("student_unmatched", unmatched, persistent=False)
         self.spec = SignalSpec(
             top_k=cfg.kd_top_k, temperature=cfg.temperature,
@@ -352,18 +563,38 @@ class Objectives(torch.nn.Module):
     def _needs(self, signal: str) -> bool:
         return any(signal in OBJECTIVES[c].signal for c in self.components())
 
+    def active(self, weights: dict | None = None) -> list[str]:
+        "The components to compute at a step with curriculum `weights`: LM, and those weighted above 0 now (all: None)."
+        return [c for c in self.components() if weights is None or c == "lm" or weights.get(c, 0.0) > 0]
+
+    def spec_for(self, active: list[str]) -> SignalSpec:
+        "The teacher signal the `active` components read: hidden states, attention maps, expert outputs only when used."
+        need = {s for c in active for s in OBJECTIVES[c].signal}
+        return dataclasses.replace(self.spec, hidden_layers=self.spec.hidden_layers if "hidden" in need else (),
+                                   attention_layers=self.spec.attention_layers if "attention" in need else (),
+                                   expert_layers=self.spec.expert_layers if "experts" in need else ())
+
     def counts(self, batch: dict) -> dict[str, int]:
         "Valid positions of each component in this batch (from the batch alone)."
         return {c: OBJECTIVES[c].count(self, batch) for c in self.components()}
 
-    def forward(self, batch: dict, so: StudentOutputs, sig: TeacherSignal) -> tuple[dict, dict]:
-        "(sums per component, extra metrics) for one micro-batch."
+    def forward(self, batch: dict, so: StudentOutputs, sig: TeacherSignal, also: tuple = (),
+                active: list[str] | None = None) -> tuple[dict, dict]:
+        """(sums per component, extra metrics) for one micro-batch, of the `active` components (default: all). `also`:
+        head outputs evaluation reads besides the losses ("token_logprob", "top1"), returned as the extra "head"."""
+        comps = self.components() if active is None else active
         v = StepView(batch, so, sig, pos=batch["chunk_student_end"] - 1, cm=batch["chunk_mask"])
-        if self._needs("hidden"):          # projected once, read by every feature-type objective
+        kd_on, T = "kd" in comps, self.cfg.temperature
+        kd = KDRequest(sig, self.method, T, self.cfg.kd_divergence, self.student_unmatched, self.map_merges) \
+            if kd_on and self.method != "chunk_likelihood" else None
+        v.head = head_pass(so, batch, v.pos, v.cm, kd=kd, top1="top1" in also, vocab=len(self.student_unmatched),
+                           token_logprob=(kd_on and self.method == "chunk_likelihood") or "token_logprob" in also)
+        if also: v.extra["head"] = v.head
+        if any("hidden" in OBJECTIVES[c].signal for c in comps):     # projected once, read by every feature-type objective
             v.h_s = [gather_positions(so.hidden_states[s], v.pos) for s, _ in self.pairs]
             v.proj = [p(h.to(p.weight.dtype)) for p, h in zip(self.projections, v.h_s)]
             v.h_t = [sig.hidden[t] for _, t in self.pairs]
-        sums = {c: OBJECTIVES[c].loss(self, v) for c in self.components()}
+        sums = {c: OBJECTIVES[c].loss(self, v) for c in comps}
         return sums, v.extra
 
 # %% ../nbs/05_losses.ipynb #ce11f6ca

@@ -15,7 +15,8 @@ from .config import ConfigError, DistillConfig, resolve_gpu_profile, resolve_tea
 from .data import DualCollator, PairData, build_data
 from .inputs import Inputs, resolve_sources
 from .losses import Objectives, cacheable_config
-from .teacher import LiveTeacher, Pair, layer_block, load_pair, model_dims, teacher_precision_check
+from .teacher import LiveTeacher, Pair, check_output_logits, layer_block, load_pair, model_dims, \
+    teacher_precision_check
 
 # %% auto #0
 __all__ = ['any_process', 'per_process', 'choose_teacher_precision', 'RunSetup', 'setup_run']
@@ -82,6 +83,7 @@ def setup_run(cfg: DistillConfig, accelerator, inputs: Inputs | None = None, log
     cached = bool(cfg.teacher_cache)
     profile = "cpu" if accelerator.device.type == "cpu" and not faults.get("cpu_fp16") else resolve_gpu_profile(cfg)
     pair = load_pair(cfg, device=accelerator.device, with_teacher=not cached, profile=profile)
+    check_output_logits(pair.student, role="student")      # the objectives rebuild its logits from its hidden states
     with accelerator.main_process_first():
         data = build_data(cfg, pair.teacher_tokenizer, pair.student_tokenizer)
     collate = DualCollator(pair.student_tokenizer.pad_token_id, pair.teacher_tokenizer.pad_token_id)

@@ -5,6 +5,7 @@
 # %% ../nbs/04_teacher.ipynb #3802e6d9
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -19,12 +20,12 @@ from .inputs import hub_miss
 
 # %% auto #0
 __all__ = ['TORCH_DTYPES', 'LAYER_LISTS', 'BLOCK_NAMES', 'PRECISION_KL_LIMIT', 'ModelLoadError', 'load_model', 'Pair', 'freeze',
-           'load_pair', 'ModelStructureError', 'decoder', 'decoder_layers', 'layer_block', 'output_logits',
-           'check_output_logits', 'layer_pairs', 'moe_layers', 'expert_outputs', 'routing', 'ExpertCapture',
-           'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions', 'attention_at', 'vocab_pass', 'chunk_sums',
-           'restrict_to_student', 'scored_tokens', 'scored_nats', 'teacher_nats_bytes', 'live_signal', 'StudentOutputs',
-           'student_forward', 'ModelDims', 'model_dims', 'LiveTeacher', 'tokens_per_second', 'PrecisionCheck',
-           'teacher_precision_check', 'signal_nonfinite']
+           'load_pair', 'ModelStructureError', 'decoder', 'decoder_layers', 'layer_block', 'logit_post',
+           'output_logits', 'check_output_logits', 'layer_pairs', 'moe_layers', 'expert_outputs', 'routing',
+           'ExpertCapture', 'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions', 'attention_at',
+           'vocab_pass', 'chunk_sums', 'restrict_to_student', 'scored_tokens', 'scored_nats', 'scored_nats_of',
+           'teacher_nats_bytes', 'live_signal', 'StudentOutputs', 'student_forward', 'ModelDims', 'model_dims',
+           'LiveTeacher', 'tokens_per_second', 'PrecisionCheck', 'teacher_precision_check', 'signal_nonfinite']
 
 # %% ../nbs/04_teacher.ipynb #a3df924d
 class ModelLoadError(ConfigError):
@@ -150,32 +151,37 @@ def layer_block(model, i: int, kind: str) -> torch.nn.Module:
                               f"{kind} block (looked for {', '.join(BLOCK_NAMES[kind])})")
 
 # %% ../nbs/04_teacher.ipynb #b570ea25
-def output_logits(model, hidden: torch.Tensor) -> torch.Tensor:
-    "The model's logits from its last hidden states: the output head, then what its forward applies after it."
-    logits = model.get_output_embeddings()(hidden)
-    c = model.config
-    if getattr(c, "logits_scaling", None): logits = logits / c.logits_scaling           # Granite family
-    if getattr(c, "logit_scale", None): logits = logits * c.logit_scale                  # Cohere family
-    cap = getattr(c, "final_logit_softcapping", None)
-    if cap: logits = torch.tanh(logits / cap) * cap                                       # Gemma-2 and later
+def logit_post(config, logits: torch.Tensor) -> torch.Tensor:
+    "What a model's forward applies to the output head's result, from its config (nothing for most families)."
+    if getattr(config, "logits_scaling", None): logits = logits / config.logits_scaling     # Granite family
+    if getattr(config, "logit_scale", None): logits = logits * config.logit_scale            # Cohere family
+    cap = getattr(config, "final_logit_softcapping", None)
+    if cap: logits = torch.tanh(logits / cap) * cap                                         # Gemma-2 and later
     return logits
 
+def output_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    "The model's logits from its last hidden states: the output head, then what its forward applies after it."
+    return logit_post(model.config, model.get_output_embeddings()(hidden))
+
 @torch.no_grad()
-def check_output_logits(model, n: int = 8, tol: float = 1e-3):
-    "One-line `ModelStructureError` when `output_logits` does not reproduce `model(...).logits` on a short probe."
+def check_output_logits(model, n: int = 8, tol: float = 1e-3, role: str = "teacher"):
+    """One-line `ModelStructureError` when `output_logits` does not reproduce `model(...).logits` on a short probe, from
+    the decoder's last hidden state (the teacher's route) or the forward's last hidden state (the student's)."""
     dev = next(model.parameters()).device
     ids = (torch.arange(n, device=dev)[None] * 7919) % model.get_input_embeddings().weight.shape[0]
     with torch.autocast(dev.type, enabled=False):
         full = model(input_ids=ids, use_cache=False).logits.float()
         mine = output_logits(model, decoder(model)(input_ids=ids, use_cache=False).last_hidden_state).float()
+        # the student's route: the last of the forward's hidden states, which must be what its head reads
+        last = output_logits(model, model(input_ids=ids, use_cache=False, output_hidden_states=True).hidden_states[-1]).float()
     # An fp16 teacher may overflow on the probe; that is the precision guard's business, not this check's,
     # so compare where both are finite and say nothing when nothing is.
-    ok = full.isfinite() & mine.isfinite()
+    ok = full.isfinite() & mine.isfinite() & last.isfinite()
     if not ok.any(): return
-    err = float((full - mine)[ok].abs().max())
+    err = float(torch.maximum((full - mine).abs(), (full - last).abs())[ok].max())
     if not err <= tol * max(1.0, float(full[ok].abs().max())):
         raise ModelStructureError(f"{type(model).__name__}: its forward changes the logits after the output head in a way "
-                                  f"sad_kaggle does not reproduce (max difference {err:.3g}); this model cannot be the teacher yet")
+                                  f"sad_kaggle does not reproduce (max difference {err:.3g}); this model cannot be the {role} yet")
 
 # %% ../nbs/04_teacher.ipynb #97f998e9
 def layer_pairs(n_student: int, n_teacher: int, k: int) -> list[tuple[int, int]]:
@@ -359,6 +365,11 @@ def scored_nats(logits: torch.Tensor, ids: torch.Tensor, start, end, mask) -> to
     keep = scored_tokens(start, end, mask, ids.shape[1])[:, 1:]
     return torch.nn.functional.cross_entropy(logits[:, :-1][keep].float(), ids[:, 1:][keep], reduction="sum")
 
+def scored_nats_of(token_logprob: torch.Tensor, start, end, mask) -> torch.Tensor:
+    "The same from next-token log-probabilities [B, L] (position j: log p(token j + 1)), e.g. `head_pass`'s."
+    keep = scored_tokens(start, end, mask, token_logprob.shape[1])[:, 1:]
+    return -token_logprob[:, :-1][keep].float().sum()
+
 def teacher_nats_bytes(teacher, batch: dict) -> tuple[float, float]:
     "The teacher's nats on the scored tokens of the batch and the bytes they spell (`n_scored_bytes`): bits per byte."
     with torch.autocast(batch["teacher_input_ids"].device.type, enabled=False):      # the teacher's own dtype
@@ -426,10 +437,22 @@ def _live_signal(teacher, batch, spec, student_of_teacher, dtype, vocab=None) ->
 # %% ../nbs/04_teacher.ipynb #d0f54f4f
 @dataclass
 class StudentOutputs:
-    "The student's forward pass: logits [B, L, V], hidden states (embeddings + one per layer), attention by hidden-state index."
-    logits: torch.Tensor
+    """The student's forward pass: hidden states (embeddings + one per layer, the last one what its output head reads),
+    attention by hidden-state index, and the model (its head and config). No logits: the objectives project the
+    last hidden states a slice of positions at a time (`head_pass` in `05_losses`)."""
     hidden_states: tuple
     attentions: dict
+    model: torch.nn.Module
+
+    @property
+    def logits(self) -> torch.Tensor:
+        "Every position's logits [B, L, V], materialized: for checks and small examples, never in a training step."
+        return output_logits(self.model, self.hidden_states[-1])
+
+def _takes_index(model, arg: str) -> bool:
+    "Whether `model.forward` takes `arg` as an index tensor (transformers types `logits_to_keep` as `int | Tensor`)."
+    p = inspect.signature(model.forward).parameters.get(arg)
+    return p is not None and "Tensor" in str(p.annotation)
 
 def student_forward(student, batch: dict, attention_layers=()) -> StudentOutputs:
     "Forward the student on the batch, keeping hidden states and the attention of `attention_layers`."
@@ -439,14 +462,16 @@ def student_forward(student, batch: dict, attention_layers=()) -> StudentOutputs
         handles.append(layer_block(inner, l - 1, "attention").register_forward_hook(
             lambda m, a, o, l=l: seen.__setitem__(l, o[1])))
     try:
+        # no logits from the forward: an empty index keeps none (a family without it computes them all, unused)
+        none = {"logits_to_keep": torch.empty(0, dtype=torch.long)} if _takes_index(inner, "logits_to_keep") else {}
         out = student(input_ids=batch["student_input_ids"], attention_mask=batch["student_attention_mask"],
-                      output_hidden_states=True, use_cache=False)
+                      output_hidden_states=True, use_cache=False, **none)
     finally:
         for h in handles: h.remove()
     if any(seen.get(l) is None for l in attention_layers):
         raise ModelStructureError("alpha_attention: the student returned no attention weights; load it with "
                                   "attn_implementation='eager' (sdpa returns none)")
-    return StudentOutputs(out.logits, out.hidden_states, seen)
+    return StudentOutputs(out.hidden_states, seen, inner)
 
 @dataclass
 class ModelDims:

@@ -27,7 +27,7 @@ from .inputs import CKPT_DIR, Inputs, checkpoints, default_roots, resolve_source
 from .losses import OBJECTIVES, cacheable_config, combine, nonfinite
 from .run import RunSetup, any_process, per_process, setup_run
 from .student import model_card, publish_student, save_dtype_name, save_student
-from .teacher import gather_positions, scored_nats, signal_nonfinite, student_forward, tokens_per_second
+from .teacher import scored_nats_of, signal_nonfinite, student_forward, tokens_per_second
 
 # %% auto #0
 __all__ = ['CKPT_FILES', 'RESUME_CAN_CHANGE', 'STOPPED_FILE', 'TEACHER_HINT', 'fmt_lr', 'TrainState', 'epoch_order',
@@ -361,18 +361,18 @@ def evaluate(student, teacher, objectives, batches, cfg: DistillConfig, accelera
             if signal_nonfinite(sig):      # never in a loss: the batch is left out, and counted
                 tot["t_bad"] += 1; continue
             so = student_forward(student, batch, [s for s, _ in objectives.att_pairs])
-            s, _ = objectives(batch, so, sig)
+            s, extra = objectives(batch, so, sig, also=("token_logprob", "top1"))
+        head = extra["head"]
         for k, v in s.items(): sums[k] = sums.get(k, 0.0) + float(v)
         for k, v in objectives.counts(batch).items(): counts[k] = counts.get(k, 0) + v
-        tot["lm_nats"] += float(scored_nats(so.logits, batch["student_input_ids"], batch["chunk_student_start"],
-                                            batch["chunk_student_end"], batch["chunk_mask"]))
+        tot["lm_nats"] += float(scored_nats_of(head.token_logprob, batch["chunk_student_start"], batch["chunk_student_end"],
+                                               batch["chunk_mask"]))
         tot["pred_bytes"] += float(batch["n_scored_bytes"].sum())       # the bytes the teacher is scored on too
         if teacher_bpb is None:      # teacher bits per byte on the same windows
             nats, nbytes = teacher.nats_bytes(batch)
             tot["t_nats"] += nats; tot["t_bytes"] += nbytes
         if sig.topk_student_ids is not None:
-            pos = batch["chunk_student_end"] - 1
-            s_top = gather_positions(so.logits, pos).argmax(-1)
+            s_top = head.top1
             t_top = sig.topk_student_ids[..., 0]
             ok = batch["chunk_mask"] & (t_top >= 0)
             tot["agree"] += float((s_top == t_top)[ok].sum()); tot["agree_n"] += float(ok.sum())
@@ -562,6 +562,8 @@ def _forward_backward(sess: Session, group: list, counts: dict, weights: dict) -
     "Per micro-batch: teacher signal, student forward, objectives, backward; every process decides the same before it."
     acc, obj, st, f = sess.accelerator, sess.setup.objectives, sess.state, sess.faults
     on_rank = f.get("nan_rank", acc.process_index) == acc.process_index
+    active = obj.active(weights)                   # what this step of the curriculum weighs; nothing else is computed
+    spec, att = obj.spec_for(active), [s for s, _ in obj.att_pairs] if "attention" in active else []
     out = StepSums()
     for i, mb in enumerate(group):
         bad, t_bad, oom = [], [], False
@@ -569,13 +571,13 @@ def _forward_backward(sess: Session, group: list, counts: dict, weights: dict) -
             try:
                 _inject_oom(sess)
                 with acc.autocast():
-                    sig = sess.setup.teacher.signal(mb, "train", obj.spec)
+                    sig = sess.setup.teacher.signal(mb, "train", spec)
                     if st.step in f.get("teacher_nan_steps", []) and on_rank and sig.topk_logprobs is not None:
                         sig.topk_logprobs = sig.topk_logprobs * float("nan")
                     t_bad = signal_nonfinite(sig)
                     if not t_bad:
-                        so = student_forward(sess.student, mb, [s for s, _ in obj.att_pairs])
-                        sums, extra = sess.objectives(mb, so, sig)
+                        so = student_forward(sess.student, mb, att)
+                        sums, extra = sess.objectives(mb, so, sig, active=active)
                         if st.step in f.get("nan_steps", []) and on_rank and "kd" in sums: sums["kd"] = sums["kd"] * float("nan")
                         loss, raw, weighted = combine(sums, counts, weights)
                         bad = nonfinite(raw)
@@ -647,7 +649,7 @@ def optimizer_step(sess: Session, group: list) -> dict:
     record["_tokens"] = sums.tokens
     if not _update(sess, record): return record
     record.update(loss=sum(sums.weighted.values()), raw=sums.raw, weighted=sums.weighted,
-                  weights={c: weights[c] for c in sums.raw}, **sums.extra)
+                  weights={c: weights[c] for c in sess.setup.objectives.components()}, **sums.extra)
     record.update({f"raw_{c}": v for c, v in sums.raw.items()}, **{f"weighted_{c}": v for c, v in sums.weighted.items()})
     return record
 

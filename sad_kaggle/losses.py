@@ -595,6 +595,10 @@ class Objectives(torch.nn.Module):
             v.proj = [p(h.to(p.weight.dtype)) for p, h in zip(self.projections, v.h_s)]
             v.h_t = [sig.hidden[t] for _, t in self.pairs]
         sums = {c: OBJECTIVES[c].loss(self, v) for c in comps}
+        if set(comps) != set(self.components()) and "lm" in sums:
+            # the learned parts of the terms left out still get a gradient, of zeros: DDP expects one for every
+            # parameter, and AdamW sees what it saw when those terms were computed at weight 0
+            sums["lm"] = sums["lm"] + 0.0 * sum(p.sum() for p in self.parameters() if p.requires_grad)
         return sums, v.extra
 
 # %% ../nbs/05_losses.ipynb #ce11f6ca

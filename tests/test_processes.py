@@ -59,8 +59,13 @@ def test_two_processes_take_the_same_step_as_one_and_prepare_the_data_once(tmp_p
     assert two.returncode == 0, two.stdout[-3000:]
     a, b = records(tmp_path / "one")[1], records(tmp_path / "two")[1]
     assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-5)            # was 0.500x before the fix
-    for c in ("lm", "kd", "feature", "layerwise"):                              # per-position objectives: the same mean
+    # the first step weighs LM + KD only (the curriculum): the other terms are not computed, on either side
+    assert set(a["raw"]) == set(b["raw"]) == {"lm", "kd"}, (a["raw"], b["raw"])
+    for c in ("lm", "kd"):                                                      # per-position objectives: the same mean
         assert b["raw"][c] == pytest.approx(a["raw"][c], rel=1e-5), c
+    a2, b2 = records(tmp_path / "one")[2], records(tmp_path / "two")[2]      # a quarter in: feature-type terms on
+    for c in ("lm", "kd", "feature", "layerwise"):
+        assert b2["raw"][c] == pytest.approx(a2["raw"][c], rel=1e-4), c
     # the contrastive loss takes its negatives from the micro-batch, which differs (each process has its own 8 windows)
     assert b["loss"] == pytest.approx(a["loss"], rel=2e-3)
     plan = records(tmp_path / "two", "plan")[0]

@@ -463,9 +463,10 @@ def student_forward(student, batch: dict, attention_layers=()) -> StudentOutputs
             lambda m, a, o, l=l: seen.__setitem__(l, o[1])))
     try:
         # no logits from the forward: an empty index keeps none (a family without it computes them all, unused)
-        none = {"logits_to_keep": torch.empty(0, dtype=torch.long)} if _takes_index(inner, "logits_to_keep") else {}
-        out = student(input_ids=batch["student_input_ids"], attention_mask=batch["student_attention_mask"],
-                      output_hidden_states=True, use_cache=False, **none)
+        ids = batch["student_input_ids"]
+        none = {"logits_to_keep": ids.new_empty(0)} if _takes_index(inner, "logits_to_keep") else {}
+        out = student(input_ids=ids, attention_mask=batch["student_attention_mask"], output_hidden_states=True,
+                      use_cache=False, **none)
     finally:
         for h in handles: h.remove()
     if any(seen.get(l) is None for l in attention_layers):

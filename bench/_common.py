@@ -74,14 +74,31 @@ def ce_step(student, batch, opt):
     out.loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
 
 
+def alternating(fns: dict, reps: int, warmup: int = 1) -> dict:
+    """Median seconds of each function in `fns` {label: fn}, run in turn (a, b, c, a, b, c, ...) so that a machine
+    whose speed drifts slows them alike."""
+    for _ in range(warmup):
+        for fn in fns.values(): fn()
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter(); fn(); times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def side_by_side(label_a: str, fa, label_b: str, fb, reps: int, warmup: int = 2) -> float:
     """Median times of `fa` and `fb` measured in this run, alternating a, b, a, b, ... so that a machine whose speed
     drifts slows both alike; prints both and returns time(a) ÷ time(b)."""
-    for _ in range(warmup): fa(); fb()
-    ta, tb = [], []
-    for _ in range(reps):
-        for fn, ts in ((fa, ta), (fb, tb)):
-            t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
-    a, b = statistics.median(ta), statistics.median(tb)
+    t = alternating({label_a: fa, label_b: fb}, reps, warmup)
+    a, b = t[label_a], t[label_b]
     say(f"  {label_a} {a * 1000:.0f} ms, {label_b} {b * 1000:.0f} ms")
     return a / b
+
+
+def full_vocab_teacher(model, tokenizer, student_of_teacher):
+    """A `LiveTeacher` of a reference-shaped teacher whose log-softmax and top-k run over all of its vocabulary rows
+    (151,936): with the embedded tokenizer it would read only that tokenizer's 4,096 ids and understate their cost."""
+    from sad_kaggle.teacher import LiveTeacher
+    t = LiveTeacher(model, tokenizer, student_of_teacher)
+    t._vocab = model.config.vocab_size
+    return t

@@ -19,10 +19,10 @@ from .config import ConfigError, DistillConfig, embedded_path, resolve_gpu_profi
 from .inputs import hub_miss
 
 # %% auto #0
-__all__ = ['TORCH_DTYPES', 'LAYER_LISTS', 'BLOCK_NAMES', 'PRECISION_KL_LIMIT', 'ModelLoadError', 'load_model', 'Pair', 'freeze',
-           'load_pair', 'ModelStructureError', 'decoder', 'decoder_layers', 'layer_block', 'logit_post',
-           'output_logits', 'check_output_logits', 'layer_pairs', 'moe_layers', 'expert_outputs', 'routing',
-           'ExpertCapture', 'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions', 'attention_at',
+__all__ = ['TORCH_DTYPES', 'LAYER_LISTS', 'BLOCK_NAMES', 'SLICE_BYTES', 'PRECISION_KL_LIMIT', 'ModelLoadError', 'load_model',
+           'Pair', 'freeze', 'load_pair', 'ModelStructureError', 'decoder', 'decoder_layers', 'layer_block',
+           'logit_post', 'output_logits', 'check_output_logits', 'layer_pairs', 'moe_layers', 'expert_outputs',
+           'routing', 'ExpertCapture', 'recombine', 'SignalSpec', 'TeacherSignal', 'gather_positions', 'attention_at',
            'vocab_pass', 'chunk_sums', 'restrict_to_student', 'scored_tokens', 'scored_nats', 'scored_nats_of',
            'teacher_nats_bytes', 'live_signal', 'StudentOutputs', 'student_forward', 'ModelDims', 'model_dims',
            'LiveTeacher', 'tokens_per_second', 'PrecisionCheck', 'teacher_precision_check', 'signal_nonfinite']
@@ -265,7 +265,7 @@ class SignalSpec:
     attention_layers: tuple = ()         # teacher hidden-state indices (attention module = index - 1)
     expert_layers: tuple = ()            # teacher decoder layers (0-based) whose experts are captured
     chunk_likelihood: bool = False
-    slice_size: int = 64                 # chunk ends per vocabulary projection (64 x 151,936 fp32 = 39 MB)
+    slice_size: int | None = None        # positions per vocabulary projection; None: 128 MiB of fp32 logits (220 x 151,936)
 
 @dataclass
 class TeacherSignal:
@@ -309,12 +309,18 @@ def attention_at(att: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor) -> to
     sub = sub.masked_fill(~keep, 0.0)
     return sub / sub.sum(-1, keepdim=True).clamp(min=1e-20)
 
+def _log_softmax_(x: torch.Tensor) -> torch.Tensor:
+    "log-softmax over the last axis, written over x (made contiguous first if it is not)."
+    x = x.contiguous()
+    return torch.log_softmax(x, -1, out=x)
+
 def vocab_pass(flat_h: torch.Tensor, head, rows: torch.Tensor, top_k: int | None, temperature: float, slice_size: int,
                targets: torch.Tensor | None = None) -> tuple:
     """Project hidden states `flat_h` [N, H] through the LM head `slice_size` rows at a time, each row once. Returns
     (log p(targets[i]) at temperature 1 for every row, or None without `targets`; and for the rows listed in `rows`
     [M] (e.g. the chunk ends), the tempered top-k `values`, `ids` and the `tail` mass left out, or the `full`
-    distribution when `top_k` is None). One host sync per call, for the slice boundaries."""
+    distribution when `top_k` is None). One host sync per call, for the slice boundaries. A slice's logits become its
+    log-probabilities in place: one buffer of the slice's size (two at T ≠ 1 with `targets`)."""
     n, dev = flat_h.shape[0], flat_h.device
     order = torch.argsort(rows)
     cuts = torch.searchsorted(rows[order], torch.arange(0, n + slice_size, slice_size, device=rows.device)).tolist()
@@ -324,19 +330,24 @@ def vocab_pass(flat_h: torch.Tensor, head, rows: torch.Tensor, top_k: int | None
         at = order[cuts[i]:cuts[i + 1]]                    # which of `rows` fall in this slice
         if tok is None and not len(at): continue
         logits = head(flat_h[s:s + slice_size]).float()
+        local = rows[at] - s
+        # at T ≠ 1 the asked rows' own distribution, before the log-softmax below overwrites the logits
+        tempered = _log_softmax_(logits[local].div_(temperature)) if len(at) and temperature != 1 else None
+        if tok is not None or tempered is None:
+            lp1 = _log_softmax_(logits)
         if tok is not None:
-            lp1 = torch.log_softmax(logits, -1)
             tok[s:s + slice_size] = lp1.gather(1, targets[s:s + slice_size, None].clamp(min=0))[:, 0]
         if not len(at): continue
-        local = rows[at] - s
-        lp = lp1[local] if tok is not None and temperature == 1 else torch.log_softmax(logits[local] / temperature, -1)
+        lp, pick = (lp1, local) if tempered is None else (tempered, None)
+        if pick is not None and 2 * len(pick) < len(lp): lp, pick = lp[pick], None     # a few rows: copy them
         if not out:                                        # sized by the first projection: the head's rows
             m, v = rows.shape[0], lp.shape[-1]
             out = ({"full": torch.empty(m, v, device=dev)} if top_k is None else
                    {"values": torch.empty(m, min(top_k, v), device=dev), "ids": torch.empty(m, min(top_k, v), dtype=torch.long, device=dev),
                     "tail": torch.empty(m, device=dev)})
-        if top_k is None: out["full"][at] = lp; continue
-        val, idx = lp.topk(out["values"].shape[-1], -1)
+        if top_k is None: out["full"][at] = lp if pick is None else lp[pick]; continue
+        val, idx = lp.topk(out["values"].shape[-1], -1)    # most rows asked: all of them, then the asked ones
+        if pick is not None: val, idx = val[pick], idx[pick]
         out["values"][at], out["ids"][at] = val, idx
         out["tail"][at] = torch.log1p(-val.exp().sum(-1).clamp(max=1 - 1e-7))
     return tok, out
@@ -388,6 +399,15 @@ def live_signal(teacher, batch: dict, spec: SignalSpec, student_of_teacher: torc
         return _live_signal(teacher, batch, spec, student_of_teacher, dtype, vocab)
 
 # %% ../nbs/04_teacher.ipynb #00936199
+def _head_rows(teacher, vocab: int | None):
+    "h -> the teacher's logits over its first `vocab` rows (padding rows are not tokens), contiguous when the head is linear."
+    emb = teacher.get_output_embeddings()
+    if vocab is None or not isinstance(emb, torch.nn.Linear): return lambda h: output_logits(teacher, h)[..., :vocab]
+    w, b = emb.weight[:vocab], None if emb.bias is None else emb.bias[:vocab]
+    return lambda h: logit_post(teacher.config, torch.nn.functional.linear(h, w, b))
+
+SLICE_BYTES = 2**27      # fp32 logits per vocabulary projection of the teacher (its log-softmax is written over them)
+
 def _live_signal(teacher, batch, spec, student_of_teacher, dtype, vocab=None) -> TeacherSignal:
     assert not teacher.training, "the teacher must be in eval mode"
     ids, am = batch["teacher_input_ids"], batch["teacher_attention_mask"]
@@ -401,19 +421,21 @@ def _live_signal(teacher, batch, spec, student_of_teacher, dtype, vocab=None) ->
             out = decoder(teacher)(input_ids=ids, attention_mask=am, output_hidden_states=True, use_cache=False)
     finally:
         for h in handles: h.remove()
-    head, sig = (lambda h: output_logits(teacher, h)[..., :vocab]), TeacherSignal()      # padding rows are not tokens
+    head, sig = _head_rows(teacher, vocab), TeacherSignal()
     b, c = pos.shape
     hs, k = out.last_hidden_state, spec.top_k
+    # wide slices: at 64 positions a slice, the head's matrix products ran 1.5x slower than at 256 (CPU, 151,936 rows)
+    step = spec.slice_size or max(64, SLICE_BYTES // (4 * teacher.get_output_embeddings().weight.shape[0]))
     if spec.chunk_likelihood:      # every position is projected anyway: the chunk ends' distributions come from the same pass
         n = ids.shape[1]
         ends = (torch.arange(b, device=ids.device)[:, None] * n + pos.clamp(min=0)).reshape(-1)
         nxt = torch.nn.functional.pad(ids[:, 1:], (0, 1)).reshape(-1)
-        tok_lp, at_ends = vocab_pass(hs.reshape(b * n, -1), head, ends, k, spec.temperature, spec.slice_size, nxt)
+        tok_lp, at_ends = vocab_pass(hs.reshape(b * n, -1), head, ends, k, spec.temperature, step, nxt)
         sig.chunk_logprob, sig.chunk_valid = chunk_sums(tok_lp.view(b, n), batch["chunk_teacher_start"],
                                                         batch["chunk_teacher_end"], cm)
     else:                          # only the chunk ends
         _, at_ends = vocab_pass(gather_positions(hs, pos).reshape(b * c, -1), head, torch.arange(b * c, device=ids.device),
-                                k, spec.temperature, spec.slice_size)
+                                k, spec.temperature, step)
     if k is None:
         sig.full_logprobs = at_ends["full"].view(b, c, -1)
     else:

@@ -159,9 +159,14 @@ def logit_post(config, logits: torch.Tensor) -> torch.Tensor:
     if cap: logits = torch.tanh(logits / cap) * cap                                         # Gemma-2 and later
     return logits
 
-def output_logits(model, hidden: torch.Tensor) -> torch.Tensor:
-    "The model's logits from its last hidden states: the output head, then what its forward applies after it."
-    return logit_post(model.config, model.get_output_embeddings()(hidden))
+def output_logits(model, hidden: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """The model's logits from its last hidden states: the output head, then what its forward applies after it; over
+    the head's first `rows` rows only (e.g. a tokenizer's real ids) when given, computed as such from a linear head
+    (contiguous, no padding columns made and dropped)."""
+    head = model.get_output_embeddings()
+    if rows is None or not isinstance(head, torch.nn.Linear): return logit_post(model.config, head(hidden))[..., :rows]
+    bias = None if head.bias is None else head.bias[:rows]
+    return logit_post(model.config, torch.nn.functional.linear(hidden, head.weight[:rows], bias))
 
 @torch.no_grad()
 def check_output_logits(model, n: int = 8, tol: float = 1e-3, role: str = "teacher"):
@@ -399,13 +404,6 @@ def live_signal(teacher, batch: dict, spec: SignalSpec, student_of_teacher: torc
         return _live_signal(teacher, batch, spec, student_of_teacher, dtype, vocab)
 
 # %% ../nbs/04_teacher.ipynb #00936199
-def _head_rows(teacher, vocab: int | None):
-    "h -> the teacher's logits over its first `vocab` rows (padding rows are not tokens), contiguous when the head is linear."
-    emb = teacher.get_output_embeddings()
-    if vocab is None or not isinstance(emb, torch.nn.Linear): return lambda h: output_logits(teacher, h)[..., :vocab]
-    w, b = emb.weight[:vocab], None if emb.bias is None else emb.bias[:vocab]
-    return lambda h: logit_post(teacher.config, torch.nn.functional.linear(h, w, b))
-
 SLICE_BYTES = 2**27      # fp32 logits per vocabulary projection of the teacher (its log-softmax is written over them)
 
 def _live_signal(teacher, batch, spec, student_of_teacher, dtype, vocab=None) -> TeacherSignal:
@@ -421,7 +419,7 @@ def _live_signal(teacher, batch, spec, student_of_teacher, dtype, vocab=None) ->
             out = decoder(teacher)(input_ids=ids, attention_mask=am, output_hidden_states=True, use_cache=False)
     finally:
         for h in handles: h.remove()
-    head, sig = _head_rows(teacher, vocab), TeacherSignal()
+    head, sig = (lambda h: output_logits(teacher, h, vocab)), TeacherSignal()      # padding rows are not tokens
     b, c = pos.shape
     hs, k = out.last_hidden_state, spec.top_k
     # wide slices: at 64 positions a slice, the head's matrix products ran 1.5x slower than at 256 (CPU, 151,936 rows)

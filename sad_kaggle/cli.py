@@ -50,13 +50,17 @@ def overrides_or_exit(prog: str, pairs) -> dict:
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr); sys.exit(EXIT_BAD_INPUT)
 
-def end_processes():
-    "Under torchrun, after a run every process finished: wait for all, then close the process group."
-    # A gloo group left for the interpreter's exit can abort its process ("terminate called without an
-    # active exception", pytorch#190489), which torchrun reports as a failed run. Only after a clean end:
-    # a process that failed may leave the others inside a collective, where a barrier would hang.
+def end_processes(code: int):
+    "Under torchrun, after a run every process finished: wait for all, close the process group, leave with `code`."
+    # Only after a clean end: a process that failed may leave the others inside a collective, where a barrier
+    # would hang. After destroy_process_group a worker still aborted now and then in the interpreter's teardown
+    # ("terminate called without an active exception", no Python frame left: 3 of 35 resumed two-process runs on
+    # 2 loaded cores), which torchrun reports as a failed run. Everything is written by then, so the worker leaves
+    # with os._exit: no teardown, its output flushed first.
     if dist.is_available() and dist.is_initialized():
         dist.barrier(); dist.destroy_process_group()
+        sys.stdout.flush(); sys.stderr.flush()
+        os._exit(code)
 
 # %% ../nbs/99_cli.ipynb #6b35be2b
 def diagnose_parser() -> argparse.ArgumentParser:
@@ -143,7 +147,7 @@ def sad_train(argv=None) -> int:
         return EXIT_STOPPED if res.stopped and not os.environ.get("TORCHELASTIC_RUN_ID") else EXIT_OK
     code = command("sad-train", run)
     if plots.output_dir is not None: plots.finish()
-    if code in (EXIT_OK, EXIT_STOPPED): end_processes()
+    if code in (EXIT_OK, EXIT_STOPPED): end_processes(code)
     sys.exit(code)
 
 # %% ../nbs/99_cli.ipynb #66a239e3

@@ -451,10 +451,8 @@ class StepView:
     pos: torch.Tensor            # student positions of the chunk ends [B, C] (prediction of the next chunk)
     cm: torch.Tensor             # valid chunk slots [B, C]
     h_s: list | None = None      # student hidden states at chunk ends, per layer pair
-    proj: list | None = None     # ... through the learned projections (teacher width)
-    h_t: list | None = None      # teacher hidden states at chunk ends, per layer pair
-    proj_ln: list | None = None  # `proj` and `h_t` layer-normalized (fp32): computed once, read by every feature-type term
-    h_t_ln: list | None = None
+    proj_ln: list | None = None  # ... through the learned projections (teacher width), layer-normalized (fp32)
+    h_t_ln: list | None = None   # teacher hidden states at chunk ends, per layer pair, layer-normalized (fp32)
     head: HeadOutputs | None = None   # what the student's output head gives (`head_pass`), computed once
     extra: dict = field(default_factory=dict)     # metrics beside the losses (e.g. the router's load balance)
 
@@ -611,9 +609,8 @@ class Objectives(torch.nn.Module):
         if also: v.extra["head"] = v.head
         if any("hidden" in OBJECTIVES[c].signal for c in comps):     # projected once, read by every feature-type objective
             v.h_s = [gather_positions(so.hidden_states[s], v.pos) for s, _ in self.pairs]
-            v.proj = [p(h.to(p.weight.dtype)) for p, h in zip(self.projections, v.h_s)]
-            v.h_t = [sig.hidden[t] for _, t in self.pairs]
-            v.proj_ln, v.h_t_ln = [_ln(p) for p in v.proj], [_ln(t) for t in v.h_t]
+            v.proj_ln = [_ln(p(h.to(p.weight.dtype))) for p, h in zip(self.projections, v.h_s)]
+            v.h_t_ln = [_ln(sig.hidden[t]) for _, t in self.pairs]
         sums = {c: OBJECTIVES[c].loss(self, v) for c in comps}
         if set(comps) != set(self.components()) and "lm" in sums:
             # the learned parts of the terms left out still get a gradient, of zeros: DDP expects one for every

@@ -31,6 +31,22 @@ __all__ = ['POWERS_OF_TWO', 'CONTROL_WIDTH', 'SLIDER_WIDTH', 'BOX_WIDTH', 'Field
            'run_length_fields', 'cross_field_errors', 'preview_data', 'preview_figure', 'FormInvalid', 'form_invalid',
            'ConfigEditor']
 
+# %% ../nbs/07_widgets.ipynb #65fb2d7e
+_SHARED: dict = {}
+
+def _shared(cls, **traits):
+    "The one `cls(**traits)` (a `Layout` or a style) that every widget with that look shares; remade once closed."
+    key = (cls, tuple(sorted(traits.items())))
+    w = _SHARED.get(key)
+    if w is None or w.comm is None: w = _SHARED[key] = cls(**traits)
+    return w
+
+def _w(cls, *args, layout: dict | None = None, **kwargs):
+    "A `cls` widget on the shared layout `layout` (Layout traits) with its class's shared default style."
+    style = cls.class_traits().get("style")
+    if style is not None and "style" not in kwargs: kwargs["style"] = _shared(style.klass)
+    return cls(*args, layout=_shared(W.Layout, **(layout or {})), **kwargs)
+
 # %% ../nbs/07_widgets.ipynb #f0c97e43
 def _esc(s, quote: bool = False) -> str: return html.escape(str(s), quote=quote)
 
@@ -52,26 +68,27 @@ def _control(name: str):
     f = FIELDS[name]; m = f.metadata; kind = m["kind"]
     default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
     lo, hi = m["low"], m["high"]
-    common = dict(tooltip=m["doc"], layout=W.Layout(width=CONTROL_WIDTH))
-    box = dict(tooltip=m["doc"], layout=W.Layout(width=BOX_WIDTH))
-    slider = dict(readout=False, continuous_update=False, layout=W.Layout(width=SLIDER_WIDTH))
-    if kind == "bool": return W.Checkbox(value=bool(default), indent=False, description=name, **common), None
-    if kind == "str" and m["choices"]: return W.Dropdown(options=list(m["choices"]), value=default, **common), None
-    if kind == "str": return W.Text(value=default or "", placeholder="None" if m["optional"] else "", **common), None
+    common = dict(tooltip=m["doc"], layout=dict(width=CONTROL_WIDTH))
+    box = dict(tooltip=m["doc"], layout=dict(width=BOX_WIDTH))
+    slider = dict(readout=False, continuous_update=False, layout=dict(width=SLIDER_WIDTH))
+    if kind == "bool": return _w(W.Checkbox, value=bool(default), indent=False, description=name, **common), None
+    if kind == "str" and m["choices"]: return _w(W.Dropdown, options=list(m["choices"]), value=default, **common), None
+    if kind == "str": return _w(W.Text, value=default or "", placeholder="None" if m["optional"] else "", **common), None
     if kind == "curriculum":
-        return W.Textarea(value=json.dumps(default), tooltip=m["doc"], layout=W.Layout(width="420px", height="90px")), None
+        return _w(W.Textarea, value=json.dumps(default), tooltip=m["doc"], layout=dict(width="420px", height="90px")), None
     if kind == "int" and name in POWERS_OF_TWO:
-        return W.Dropdown(options=_pow2_options(lo, hi, default), value=default, **common), None
+        return _w(W.Dropdown, options=_pow2_options(lo, hi, default), value=default, **common), None
     if kind == "int" and lo is not None and hi is not None and hi - lo <= 100_000:
         v = default if default is not None else int(lo)
-        return W.IntText(value=v, **box), W.IntSlider(value=v, min=int(lo), max=int(hi), **slider)
+        return _w(W.IntText, value=v, **box), _w(W.IntSlider, value=v, min=int(lo), max=int(hi), **slider)
     if _is_log(m, default):
-        return W.FloatText(value=default, **box), W.FloatLogSlider(value=default, base=10, min=-12, max=math.log10(hi), **slider)
+        return (_w(W.FloatText, value=default, **box),
+                _w(W.FloatLogSlider, value=default, base=10, min=-12, max=math.log10(hi), **slider))
     if kind == "float" and lo is not None and hi is not None and lo >= 0:
         v = default if default is not None else lo
-        return W.FloatText(value=v, **box), W.FloatSlider(value=v, min=lo, max=hi, step=(hi - lo) / 1000, **slider)
-    if kind == "int": return W.IntText(value=default if default is not None else 0, **common), None
-    return W.FloatText(value=default if default is not None else 0.0, **common), None
+        return _w(W.FloatText, value=v, **box), _w(W.FloatSlider, value=v, min=lo, max=hi, step=(hi - lo) / 1000, **slider)
+    if kind == "int": return _w(W.IntText, value=default if default is not None else 0, **common), None
+    return _w(W.FloatText, value=default if default is not None else 0.0, **common), None
 
 # %% ../nbs/07_widgets.ipynb #90a534fa
 class FieldControl:
@@ -80,17 +97,19 @@ class FieldControl:
         self.name, self.meta = name, FIELDS[name].metadata
         self.control, self.slider = _control(name)
         self._syncing = False
-        self.enabled = W.Checkbox(value=True, indent=False, description="set", layout=W.Layout(width="56px"),
-                                  tooltip=f"unchecked: {name} = None") if self.meta["optional"] else None
-        self.error = W.HTML(value="")
+        self.enabled = _w(W.Checkbox, value=True, indent=False, description="set", layout=dict(width="56px"),
+                          tooltip=f"unchecked: {name} = None") if self.meta["optional"] else None
+        self.error = _w(W.HTML, value="")
         if self.enabled is not None: self.enabled.observe(lambda ch: self._enable(ch["new"]), "value")
         if self.slider is not None:
             self.slider.observe(self._slid, "value"); self.control.observe(self._typed, "value")
         row = [w for w in (self.enabled, self.slider, self.control) if w is not None]
-        label = [] if self.meta["kind"] == "bool" else [W.HTML(f'<b title="{_esc(self.meta["doc"], True)}">{name}</b>',
-                                                               layout=W.Layout(margin="0"))]
-        self.widget = W.VBox([*label, W.HBox(row), self.error], layout=W.Layout(margin="0 0 4px 0"))
-        self.widget.add_class("sad-field"); self.widget.add_class(f"sad-field-{name}")
+        label = [] if self.meta["kind"] == "bool" else [_w(W.HTML, f'<b title="{_esc(self.meta["doc"], True)}">{name}</b>',
+                                                             layout=dict(margin="0"))]
+        line = row[0] if len(row) == 1 else _w(W.HBox, row)
+        # CSS classes given at construction: add_class afterwards would be one more message per call
+        self.widget = _w(W.VBox, [*label, line, self.error], layout=dict(margin="0 0 4px 0"),
+                         _dom_classes=("sad-field", f"sad-field-{name}"))
 
     def _enable(self, on: bool):
         for w in (self.control, self.slider):
@@ -267,7 +286,8 @@ class ConfigEditor:
                                        tooltip="training windows assumed for the schedule when neither "
                                                "dataset_subset_size nor max_steps is set (0: unknown)",
                                        layout=W.Layout(width="240px"), style={"description_width": "90px"})
-        self.status, self.findings_html, self.preview_text = W.HTML(), W.HTML(), W.HTML()
+        self.status, self.findings_html = _w(W.HTML, _dom_classes=("sad-status",)), _w(W.HTML)
+        self.preview_text = _w(W.HTML, _dom_classes=("sad-preview-text",))
         self.changes = W.Textarea(disabled=False, layout=W.Layout(width="455px", height="110px"),
                                   tooltip="your changes from the preset: paste into the kernel's OVERRIDES for a batch run")
         self.preview = W.Image(format="png", layout=W.Layout(width="410px"))
@@ -275,10 +295,9 @@ class ConfigEditor:
         self._timer, self._lock, self._draw_lock = None, threading.Lock(), threading.Lock()
         self.changes_seen, self.changes_drawn, self.drawings = 0, 0, 0    # valid changes made, drawn; drawings made
         self.group_fields = _groups()
-        self.groups = W.Accordion(children=[W.VBox([self.fields[n].widget for n in names])
-                                            for names in self.group_fields.values()], selected_index=0,
-                                  layout=W.Layout(width="460px"))
-        self.groups.add_class("sad-groups")
+        self.groups = _w(W.Accordion, children=[_w(W.VBox, [self.fields[n].widget for n in names])
+                                                for names in self.group_fields.values()], selected_index=0,
+                         layout=dict(width="460px"), _dom_classes=("sad-groups",))
         for fc in self.fields.values(): fc.observe(lambda ch: self._changed())
         self.preset.observe(lambda ch: self._apply_preset(ch["new"]), "value")
         self.planning_size.observe(lambda ch: self._changed(), "value")
@@ -291,8 +310,8 @@ class ConfigEditor:
                               "kernel and does not see this form: paste this into the kernel's parameters cell.</small>",
                               layout=W.Layout(width="455px")), self.changes], layout=W.Layout(width="465px"))
         side = W.VBox([self.planning_size, self.preview, self.preview_text], layout=W.Layout(width="420px"))
-        self.widget = W.VBox([top, W.HBox([form, side], layout=W.Layout(flex_flow="row wrap", grid_gap="12px"))])
-        self.widget.add_class("sad-editor"); self.status.add_class("sad-status"); self.preview_text.add_class("sad-preview-text")
+        self.widget = W.VBox([top, W.HBox([form, side], layout=W.Layout(flex_flow="row wrap", grid_gap="12px"))],
+                             _dom_classes=("sad-editor",))
         start = cfg if cfg is not None else (DistillConfig.from_preset(preset) if preset else DistillConfig())
         self.base = base if base is not None else (DistillConfig.from_preset(preset) if preset else start)
         if preset: self._quiet = True; self.preset.value = preset; self._quiet = False
@@ -342,9 +361,9 @@ class ConfigEditor:
         if not errs: self._cfg = cfg
         for n, fc in self.fields.items():
             fc.error.value = f'<span class="sad-error" style="color:#b00020">⚠ {_esc(errs[n])}</span>' if n in errs else ""
-        for i, (g, names) in enumerate(self.group_fields.items()):
-            bad = sum(n in errs for n in names)
-            self.groups.set_title(i, f"{g} · {len(names)} settings" + (f" · ⚠ {bad} invalid" if bad else ""))
+        titles = tuple(f"{g} · {len(names)} settings" + (f" · ⚠ {bad} invalid" if (bad := sum(n in errs for n in names)) else "")
+                       for g, names in self.group_fields.items())
+        if titles != tuple(self.groups.titles): self.groups.titles = titles     # one message, not one per group
         if errs:
             msgs = list(dict.fromkeys(errs.values()))
             self.status.value = (f'<b style="color:#b00020">{len(msgs)} invalid: </b>' + "; ".join(_esc(m) for m in msgs))

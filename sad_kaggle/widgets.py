@@ -31,7 +31,7 @@ __all__ = ['POWERS_OF_TWO', 'CONTROL_WIDTH', 'SLIDER_WIDTH', 'BOX_WIDTH', 'Field
            'run_length_fields', 'cross_field_errors', 'preview_data', 'preview_figure', 'FormInvalid', 'form_invalid',
            'ConfigEditor']
 
-# %% ../nbs/07_widgets.ipynb #65fb2d7e
+# %% ../nbs/07_widgets.ipynb #03418340
 _SHARED: dict = {}
 
 def _shared(cls, **traits):

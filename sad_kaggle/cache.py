@@ -44,12 +44,14 @@ def varint_encode(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def varint_decode(b: np.ndarray) -> np.ndarray:
     "LEB128 bytes → the int64 values."
     b = np.asarray(b, dtype=np.uint8)
-    last = (b & 0x80) == 0
-    vidx = np.cumsum(last) - last                          # the value each byte belongs to
-    first = np.r_[0, np.flatnonzero(last)[:-1] + 1]        # where each value starts
-    j = np.arange(len(b)) - first[vidx]
-    part = (b & 0x7F).astype(np.int64) << (7 * j)
-    return np.bincount(vidx, weights=part, minlength=int(last.sum())).astype(np.int64)
+    ends = np.flatnonzero(b < 0x80)                        # each value's last byte
+    start = np.r_[0, ends[:-1] + 1][:len(ends)]
+    v = (b[start] & 0x7F).astype(np.int64)                 # every value's first byte in one pass
+    for j in range(1, 4):                                  # then only the few values that have more (as encoded)
+        m = np.flatnonzero(ends - start >= j)
+        if not m.size: break
+        v[m] |= (b[start[m] + j] & 0x7F).astype(np.int64) << (7 * j)
+    return v
 
 def quantize_logprobs(lp: np.ndarray) -> np.ndarray:
     return np.round(255 * np.sqrt(np.clip(-np.asarray(lp, dtype=np.float64), 0, LP_FLOOR) / LP_FLOOR)).astype(np.uint8)
@@ -209,32 +211,46 @@ class CachedTeacher:
             while len(self._lru) > self.keep: self._lru.pop(next(iter(self._lru)))
         return self._lru[key]
 
-    def window(self, split: str, w: int, hidden_layers=()) -> dict:
-        "The cached rows of window `w`, each row's top-k by ascending id (only its slice of the shard is read and decoded)."
+    def _stored(self, split: str, w: int, hidden_layers=()) -> dict:
+        "Window `w`'s arrays as the shard holds them (numpy, ids still gap-coded): only its slice of the shard is read."
         W = self.man["splits"][split]["shard_windows"]
         f, off, row_off = self._shard(split, w // W)
         lo, hi = int(off[w % W]), int(off[w % W + 1])
-        q = f.get_slice("q")[lo:hi]
-        ids, lp = decode_topk(f.get_slice("id_bytes")[int(row_off[lo]):int(row_off[hi])], q, by_logprob=False)
-        out = {"ids": torch.from_numpy(ids), "lp": torch.from_numpy(lp)}
-        for k in ("tail", "chunk_logprob"): out[k] = torch.from_numpy(f.get_slice(k)[lo:hi])
-        out["chunk_valid"] = torch.from_numpy(f.get_slice("chunk_valid")[lo:hi].astype(bool))
-        for l in hidden_layers: out[f"hidden_{l}"] = torch.from_numpy(f.get_slice(f"hidden_{l}")[lo:hi])
+        out = {"id_bytes": f.get_slice("id_bytes")[int(row_off[lo]):int(row_off[hi])]}
+        for k in ("q", "tail", "chunk_logprob", "chunk_valid", *[f"hidden_{l}" for l in hidden_layers]):
+            out[k] = f.get_slice(k)[lo:hi]
         return out
+
+    @staticmethod
+    def _decoded(stored: list[dict]) -> dict:
+        """The rows of several windows, one after another, decoded together (one varint pass for the batch, not one
+        per window): each row's top-k by ascending id."""
+        cat = {k: np.concatenate([s[k] for s in stored]) for k in stored[0]}
+        ids, lp = decode_topk(cat.pop("id_bytes"), cat.pop("q"), by_logprob=False)
+        out = {"ids": torch.from_numpy(ids), "lp": torch.from_numpy(lp)}
+        out.update({k: torch.from_numpy(v.astype(bool) if k == "chunk_valid" else v) for k, v in cat.items()})
+        return out
+
+    def window(self, split: str, w: int, hidden_layers=()) -> dict:
+        "The cached rows of window `w`, each row's top-k by ascending id."
+        return self._decoded([self._stored(split, w, hidden_layers)])
 
     def signal(self, batch: dict, split: str, spec: SignalSpec) -> TeacherSignal:
         "The cached `TeacherSignal` of a batch (float32, on the batch's device)."
         cm = batch["chunk_mask"]; dev = cm.device
         B, C = cm.shape
-        parts = {k: [] for k in ("ids", "lp", "tail", "chunk_logprob", "chunk_valid", *[f"hidden_{l}" for l in spec.hidden_layers])}
-        for w, n in zip(batch["window_index"].tolist(), cm.sum(1).tolist()):
-            rows = self.window(split, w, spec.hidden_layers)
-            if len(rows["tail"]) != n:
-                raise ConfigError(f"teacher_cache {self.root}: window {w} of {split} has {len(rows['tail'])} chunk ends cached, "
-                                  f"{n} now: the cache does not match the data")
-            take = torch.arange(C).clamp(max=max(n - 1, 0))           # padding repeats the last row
-            for k in parts: parts[k].append(rows[k][take])
-        st = {k: torch.stack(v).to(dev) for k, v in parts.items()}
+        stored, counts = [], cm.sum(1).tolist()
+        for w, n in zip(batch["window_index"].tolist(), counts):
+            stored.append(self._stored(split, w, spec.hidden_layers))
+            if len(stored[-1]["tail"]) != n:
+                raise ConfigError(f"teacher_cache {self.root}: window {w} of {split} has {len(stored[-1]['tail'])} chunk "
+                                  f"ends cached, {n} now: the cache does not match the data")
+        rows = self._decoded(stored)
+        # each window's rows into its chunk slots; padding slots repeat the window's last row (masked, as live padding is)
+        first = torch.tensor([0] + counts[:-1]).cumsum(0)
+        take = (first[:, None] + torch.minimum(torch.arange(C), (torch.tensor(counts) - 1).clamp(min=0)[:, None]))
+        take = take.clamp(max=max(len(rows["tail"]) - 1, 0)).view(-1)
+        st = {k: v.index_select(0, take).view(B, C, *v.shape[1:]).to(dev) for k, v in rows.items()}
         lp, ids = renormalized_topk(st["lp"].float(), st["tail"].float()), st["ids"].long()
         if spec.top_k < lp.shape[-1]:      # stored by id: keeping the top-k of the top-K needs them by log-probability
             lp, order = lp.sort(dim=-1, descending=True, stable=True); ids = ids.gather(-1, order)

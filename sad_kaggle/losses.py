@@ -18,10 +18,10 @@ from .teacher import ModelDims, SignalSpec, StudentOutputs, TeacherSignal, atten
 
 # %% auto #0
 __all__ = ['OBJECTIVES', 'KD_METHODS', 'divergence', 'log1mexp', 'kd_same_tokenizer', 'kd_same_tokenizer_at', 'merge_shared',
-           'kd_exact_match', 'kd_exact_match_at', 'KDRequest', 'HeadOutputs', 'head_pass', 'chunk_likelihood_loss',
-           'depth_weights', 'info_nce', 'anchor_index', 'StudentAwareRouter', 'Objective', 'objective', 'StepView',
-           'cacheable_config', 'lm_loss', 'kd_loss', 'feature_loss', 'attention_loss', 'layerwise_loss',
-           'contrastive_loss', 'router_loss', 'Objectives', 'combine', 'nonfinite']
+           'kd_exact_match', 'kd_exact_match_at', 'kd_exact_match_grad', 'KDRequest', 'HeadOutputs', 'head_pass',
+           'chunk_likelihood_loss', 'depth_weights', 'info_nce', 'anchor_index', 'StudentAwareRouter', 'Objective',
+           'objective', 'StepView', 'cacheable_config', 'lm_loss', 'kd_loss', 'feature_loss', 'attention_loss',
+           'layerwise_loss', 'contrastive_loss', 'router_loss', 'Objectives', 'combine', 'nonfinite']
 
 # %% ../nbs/05_losses.ipynb #a7f0711f
 def divergence(t_lp: torch.Tensor, s_lp: torch.Tensor, kind: str = "forward_kl") -> torch.Tensor:
@@ -102,6 +102,41 @@ def kd_exact_match_at(s_ids: torch.Tensor, s_un: torch.Tensor, sig: TeacherSigna
     s_un = F.pad(s_un.float().exp(), (0, k - s_un.shape[-1]))
     return kl + (t_un - s_un).abs().sum(-1)
 
+def kd_exact_match_grad(s_ids: torch.Tensor, s_un: torch.Tensor, sig: TeacherSignal, merge: bool = True) -> tuple:
+    """`kd_exact_match_at` with the forward KL, per row, and its gradient with respect to (`s_ids`, `s_un`) joined on the
+    last axis: (per row [...], gradient [..., K + M]). Written out because the head pass needs it at every chunk end:
+    autograd over the dozen small operations above cost more than the values. Where `s_ids` is one of the student
+    ids (its first teacher slot) the gradient is `−p_t + p_rest_t · p_s / p_rest_s` (the remainder bucket's share);
+    elsewhere 0; for the sorted unmatched probabilities, `−sign(t − p_s) · p_s`."""
+    t_lp = sig.topk_logprobs.float()
+    matched = sig.topk_student_ids >= 0
+    neg = torch.finfo(torch.float32).min
+    merged, first = merge_shared(t_lp, sig.topk_student_ids) if merge else (t_lp, matched)
+    t_m = merged.masked_fill(~first, neg)
+    t_rest = log1mexp(torch.logsumexp(t_m, -1).clamp(max=0))
+    p_t, p_rest = t_m.exp(), t_rest.exp()                 # 0 where not a first slot
+    s = s_ids.float()
+    lse_s = torch.logsumexp(s.masked_fill(~first, neg), -1)
+    s_rest = log1mexp(lse_s.clamp(max=0))
+    t_d = torch.where(first, t_m, 0.0)                    # the masked slots: probability 0 on both sides, nothing to add
+    kl = (p_t * (t_d - torch.where(first, s, 0.0))).sum(-1) + p_rest * (t_rest - s_rest)
+    # d s_rest / d s_i = −exp(s_i − s_rest) (at most 1e7: s_rest ≥ log(1e-7)), where the clamps let a gradient through
+    share = torch.where(lse_s <= -1e-7, p_rest, 0.0)[..., None] * (s - s_rest[..., None]).exp()
+    g_ids = torch.where(first, share - p_t, 0.0)
+    # ULD on what the map cannot pair: sorted probabilities, L1 (the student's side padded with zeros to K)
+    t_un = t_lp.exp().masked_fill(matched, 0.0)
+    p_un, m = s_un.float().exp(), s_un.shape[-1]
+    if m < t_un.shape[-1]:     # past the student's m values only the teacher's sum counts: its top m, not a sort of all
+        t_top = t_un.topk(m, -1).values
+        diff = t_top - p_un
+        uld = diff.abs().sum(-1) + (t_un.sum(-1) - t_top.sum(-1)).clamp(min=0)
+    else:
+        diff = t_un.sort(-1, descending=True).values - p_un
+        uld = diff.abs().sum(-1)
+    return kl + uld, torch.cat([g_ids, -diff.sign() * p_un], -1)
+
+
+
 # %% ../nbs/05_losses.ipynb #6fc98635
 @dataclass
 class KDRequest:
@@ -129,11 +164,14 @@ def _exp_(x: torch.Tensor) -> torch.Tensor:
     "exp in place of values ≤ 0, flooring them at -80 first: an error of at most 2e-35 per entry, at full speed."
     return x.clamp_(min=_EXP_FLOOR).exp_()
 
-def _logsumexp_(x: torch.Tensor) -> torch.Tensor:
-    "logsumexp over the last axis, overwriting x with exp(x - max): no temporary of x's size."
+def _logsumexp_(x: torch.Tensor, with_scale: bool = False):
+    """logsumexp over the last axis, overwriting x with exp(x - max): no temporary of x's size. `with_scale`: also
+    1 / Σ exp(x - max), the factor per row that turns what x now holds into the softmax."""
     m = x.amax(-1, keepdim=True)
     m = torch.where(m.isfinite(), m, 0.0)
-    return _exp_(x.sub_(m)).sum(-1).log_().add_(m[:, 0])
+    s = _exp_(x.sub_(m)).sum(-1)
+    lse = s.log().add_(m[:, 0])
+    return (lse, s.reciprocal_()) if with_scale else lse
 
 def _has_post(config) -> bool:
     return any(getattr(config, a, None) for a in ("logits_scaling", "logit_scale", "final_logit_softcapping"))
@@ -167,7 +205,10 @@ class _HeadPlan:
         self.nxt = None if nxt is None else nxt[self.rows]
         self.end_at = None if ends is None else torch.searchsorted(self.rows, ends)     # each chunk end's index in rows
         self.names = tuple(n for n in _SIG_FIELDS if kd is not None and getattr(kd.sig, n) is not None)
-        self.sig = [getattr(kd.sig, n)[cm][self.order] for n in self.names]
+        if self.names:         # each field's rows at the sorted chunk ends: one index for all of them
+            slot = cm.reshape(-1).nonzero()[:, 0][self.order]
+            self.sig = [getattr(kd.sig, n).flatten(0, 1).index_select(0, slot) for n in self.names]
+        else: self.sig = []
         self.free = kd.student_unmatched[:vocab].nonzero()[:, 0] \
             if kd is not None and kd.method == "exact_match_uld" else None
 
@@ -191,7 +232,9 @@ class _HeadPlan:
             return torch.arange(part.full_logprobs.shape[-1], device=lg.device).expand(len(e), -1)
         k = min(part.topk_logprobs.shape[-1], len(self.free))
         # (two index tensors here: a flat index [C, |free|] would be tens of MB when a student has thousands of free ids)
-        top_un = self.free[lg[e[:, None], self.free[None, :]].topk(k, -1).indices]      # same order as the log-probs
+        at_free = lg[e[:, None], self.free[None, :]]
+        # descending, as the ULD pairs them (every free id: a sort, cheaper than a top-k of all)
+        top_un = self.free[(at_free.sort(-1, descending=True) if k == len(self.free) else at_free.topk(k, -1)).indices]
         return torch.cat([part.topk_student_ids.clamp(min=0), top_un], -1)
 
     def _kd_of(self, sel, part):
@@ -201,6 +244,20 @@ class _HeadPlan:
         k = part.topk_logprobs.shape[-1]
         return kd_exact_match_at(sel[None, :, :k], sel[None, :, k:], part, r.kind, r.merge)[0]
 
+    def _kd_and_jac(self, sel, part, grad: bool):
+        "KD per chunk end and, with `grad`, its gradient with respect to `sel` (written out for exact match + forward KL)."
+        r = self.kd
+        if not grad:
+            with torch.no_grad(): return self._kd_of(sel, part), None
+        if r.method == "exact_match_uld" and r.kind == "forward_kl":
+            k = part.topk_logprobs.shape[-1]
+            return kd_exact_match_grad(sel[:, :k], sel[:, k:], part, r.merge)
+        sel = sel.detach().requires_grad_()
+        with torch.enable_grad():
+            per = self._kd_of(sel, part)
+            # rows are independent: the gradient of the sum is each row's own, scaled later by its incoming gradient
+            return per.detach(), torch.autograd.grad(per.sum(), sel)[0]
+
     def forward_slice(self, z, s, grad: bool, top1: bool = False, scratch: bool = False) -> tuple[list, dict]:
         """One slice's outputs from its head outputs z [rows, V], and what its backward needs (all of row size).
         `scratch`: z is not kept, so the log-sum-exp may overwrite it instead of allocating its size again."""
@@ -208,7 +265,7 @@ class _HeadPlan:
         lg = logit_post(self.config, z).float()           # losses in fp32, whatever the compute dtype
         e = self.end_at[c0:c1] - a if self.end_at is not None else None
         V = lg.shape[-1] if self.vocab is None else min(self.vocab, lg.shape[-1])
-        out, keep = [], {"e": e, "V": V}
+        out, keep, norm = [], {"e": e, "V": V}, None
         # every entry the outputs read is gathered first: the log-sum-exp below may overwrite lg
         if self.ce is not None: t = self.ce[a:b]; at_ce = lg.gather(1, t.clamp(min=0)[:, None])[:, 0]
         if self.nxt is not None: at_tok = lg.gather(1, self.nxt[a:b, None])[:, 0]
@@ -224,19 +281,19 @@ class _HeadPlan:
             pad = lg[e, V:] if norm == "pad" else None
             lse_t = _logsumexp_(lg[e, :V] / T) if norm == "own" else None
         if top1: keep["top1"] = lg[e, :V].argmax(-1)
-        lse = keep["lse"] = _logsumexp_(lg if scratch or lg is not z else lg.clone())
+        # logits kept for the backward (fp32, nothing applied after the head, no pass of the KD's own) are overwritten
+        # with exp(logits - max): no copy of them here, and the backward's softmax is one multiply, not a pass of exp
+        if not scratch and lg is z and norm != "own": lse, keep["soft_scale"] = _logsumexp_(lg, with_scale=True)
+        else: lse = _logsumexp_(lg if scratch or lg is not z else lg.clone())
+        keep["lse"] = lse
         if self.ce is not None: out.append(((lse - at_ce) * (t >= 0)).sum())
         if self.nxt is not None: out.append(at_tok - lse)
         if self.kd is not None:
             if norm != "own":
                 lse_t = lse[e]
                 if norm == "pad": lse_t = lse_t + log1mexp(torch.logsumexp(pad, -1) - lse_t)
-            sel = (raw - lse_t[:, None]).requires_grad_(grad)
-            with torch.enable_grad() if grad else torch.no_grad():
-                per = self._kd_of(sel, part)
-                # rows are independent: the gradient of the sum is each row's own, scaled later by its incoming gradient
-                if grad: keep["jac"] = torch.autograd.grad(per.sum(), sel)[0]
-            out.append(per.detach())
+            per, keep["jac"] = self._kd_and_jac(raw - lse_t[:, None], part, grad)
+            out.append(per)
             keep.update(ids=ids, lse_t=lse_t, pad=pad, norm=norm)
         return out, keep
 
@@ -250,6 +307,7 @@ class _HeadPlan:
         coef = torch.zeros(n, device=dev)                # × softmax, per row
         at_r, at_c, at_v = [], [], []                    # sparse entries added at (row, id)
         kd_dense = pad_part = None
+        soft = not scratch and "soft_scale" in keep          # lg holds exp(z - max); × soft_scale is the softmax
         if g.get("lm") is not None:
             t = self.ce[a:b]; ok = t >= 0
             coef += g["lm"] * ok
@@ -267,10 +325,14 @@ class _HeadPlan:
             if keep["norm"] != "own":      # the LM's softmax × exp(lse - lse_t) on the real ids, nothing on the padding
                 if keep["norm"] == "pad":
                     w = w * (keep["lse"][e] - keep["lse_t"]).exp()
-                    pad_part = w[:, None] * (keep["pad"] - keep["lse"][e, None]).exp()
+                    # from the values d is made of below, so that the padding columns' KD part cancels exactly
+                    pad_part = (lg[e, V:] * (w * keep["soft_scale"][e])[:, None] if soft
+                                else w[:, None] * (keep["pad"] - keep["lse"][e, None]).exp())
                 coef.index_add_(0, e, w)
             else: kd_dense = w[:, None] * _exp_(lg[e, :V] / T - keep["lse_t"][:, None])
-        d = (_exp_(lg.sub_(keep["lse"][:, None])) if scratch or lg is not z else torch.softmax(lg, -1)).mul_(coef[:, None])
+        if soft: d = lg.mul_((coef * keep["soft_scale"])[:, None])
+        elif scratch or lg is not z: d = _exp_(lg.sub_(keep["lse"][:, None])).mul_(coef[:, None])
+        else: d = torch.softmax(lg, -1).mul_(coef[:, None])
         if at_r: d.view(-1).index_add_(0, torch.cat(at_r) * d.shape[1] + torch.cat(at_c), torch.cat(at_v))
         if kd_dense is not None: d[keep["e"], :keep["V"]] += kd_dense
         if pad_part is not None: d[keep["e"], keep["V"]:] -= pad_part
@@ -322,8 +384,8 @@ class _HeadPass(torch.autograd.Function):
             for s, keep in zip(plan.slices, ctx.keeps):
                 r = plan.rows[s[0]:s[1]]
                 hs = flat_h[r]
-                z = keep["z"] if "z" in keep else F.linear(hs, weight, bias)
-                dz = plan.backward_slice(z, s, keep, grads, scratch="z" not in keep)
+                z = keep.pop("z", None)          # its softmax is written over it; a second backward projects again
+                dz = plan.backward_slice(F.linear(hs, weight, bias) if z is None else z, s, keep, grads, scratch=z is None)
                 if need_h: g_h[r] = torch.mm(dz, weight).to(g_h.dtype)     # rows are distinct: a plain write
                 if need_w:      # one slice: its product as is; more: added up in fp32, in place when the inputs are fp32
                     if g_w is None: g_w = torch.mm(dz.t(), hs)

@@ -367,7 +367,7 @@ def chunk_sums(per_token: torch.Tensor, start: torch.Tensor, end: torch.Tensor, 
 def restrict_to_student(topk_ids: torch.Tensor, student_of_teacher: torch.Tensor) -> torch.Tensor:
     "Each teacher id's exact-match student id (-1: none), through the vocabulary map."
     m = student_of_teacher.to(topk_ids.device)
-    return torch.where(topk_ids < len(m), m[topk_ids.clamp(max=len(m) - 1)], -1)
+    return torch.where(topk_ids < len(m), m.take(topk_ids.clamp(max=len(m) - 1)), -1)      # take: one flat gather
 
 def scored_tokens(start: torch.Tensor, end: torch.Tensor, mask: torch.Tensor, length: int) -> torch.Tensor:
     "[B, length]: True at the tokens of every chunk but the first, the tokens bits per byte scores (both sides alike)."

@@ -286,6 +286,10 @@ class TeacherSignal:
     attention: dict = field(default_factory=dict)
     router_logprobs: dict = field(default_factory=dict)
     expert_out: dict = field(default_factory=dict)
+    def top1_student_ids(self) -> torch.Tensor:
+        """The student id of the teacher's most likely id at each chunk slot (-1: it has none). Read by log-probability,
+        not by place: a cache serves each row's top-k in id order."""
+        return self.topk_student_ids.gather(-1, self.topk_logprobs.argmax(-1, keepdim=True))[..., 0]
     def to(self, dtype=None, device=None) -> "TeacherSignal":
         "Floating tensors to `dtype` (and everything to `device`): the cast at the teacher/student boundary."
         def cast(t):

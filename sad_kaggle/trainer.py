@@ -373,7 +373,7 @@ def evaluate(student, teacher, objectives, batches, cfg: DistillConfig, accelera
             tot["t_nats"] += nats; tot["t_bytes"] += nbytes
         if sig.topk_student_ids is not None:
             s_top = head.top1
-            t_top = sig.topk_student_ids[..., 0]
+            t_top = sig.top1_student_ids()        # by log-probability: a cache keeps each row's top-k by id
             ok = batch["chunk_mask"] & (t_top >= 0)
             tot["agree"] += float((s_top == t_top)[ok].sum()); tot["agree_n"] += float(ok.sum())
     comps = objectives.components()       # the same keys on every process, even one without a batch

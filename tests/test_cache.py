@@ -68,6 +68,10 @@ def test_one_cache_serves_three_seeds_without_the_teacher_and_matches_the_live_r
         print(f"seed {s}: held-out bits per byte live {a:.6f}, cached {b:.6f} ({b - a:+.2e})")
         assert abs(b - a) < 1e-3, (s, a, b)
         assert abs(cached[s]["teacher_bits_per_byte"] - live[s]["teacher_bits_per_byte"]) < 1e-4
+        # the teacher's first choice read by log-probability (a cache serves rows by id; the first id is not the top-1)
+        a, b = live[s]["top1_agreement"], cached[s]["top1_agreement"]
+        print(f"seed {s}: top-1 agreement live {a:.4f}, cached {b:.4f}")
+        assert abs(b - a) < 0.02, (s, a, b)
     # three different runs (the random initialization follows seed; the windows follow data_seed), not one run thrice
     assert len({round(live[s]["student_bits_per_byte"], 4) for s in SEEDS}) == 3
 

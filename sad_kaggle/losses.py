@@ -110,21 +110,22 @@ def kd_exact_match_grad(s_ids: torch.Tensor, s_un: torch.Tensor, sig: TeacherSig
     elsewhere 0; for the sorted unmatched probabilities, `−sign(t − p_s) · p_s`."""
     t_lp = sig.topk_logprobs.float()
     matched = sig.topk_student_ids >= 0
-    neg = torch.finfo(torch.float32).min
     merged, first = merge_shared(t_lp, sig.topk_student_ids) if merge else (t_lp, matched)
-    t_m = merged.masked_fill(~first, neg)
-    t_rest = log1mexp(torch.logsumexp(t_m, -1).clamp(max=0))
-    p_t, p_rest = t_m.exp(), t_rest.exp()                 # 0 where not a first slot
+    # both sides are log-probabilities (≤ 0): their masses are plain sums of exp, no max-shifted log-sum-exp needed
+    t_exp = t_lp.exp()
+    p_t = (merged.exp() if merge else t_exp).masked_fill(~first, 0.0)       # each student id's teacher mass, once
+    t_rest = log1mexp(p_t.sum(-1).log().clamp(max=0))
+    p_rest = t_rest.exp()
     s = s_ids.float()
-    lse_s = torch.logsumexp(s.masked_fill(~first, neg), -1)
+    p_s = s.exp()
+    lse_s = (p_s * first).sum(-1).log()
     s_rest = log1mexp(lse_s.clamp(max=0))
-    t_d = torch.where(first, t_m, 0.0)                    # the masked slots: probability 0 on both sides, nothing to add
-    kl = (p_t * (t_d - torch.where(first, s, 0.0))).sum(-1) + p_rest * (t_rest - s_rest)
+    kl = (p_t * (merged - s)).sum(-1) + p_rest * (t_rest - s_rest)          # p_t is 0 where a slot is not a first one
     # d s_rest / d s_i = −exp(s_i − s_rest) (at most 1e7: s_rest ≥ log(1e-7)), where the clamps let a gradient through
-    share = torch.where(lse_s <= -1e-7, p_rest, 0.0)[..., None] * (s - s_rest[..., None]).exp()
-    g_ids = torch.where(first, share - p_t, 0.0)
+    share = torch.where(lse_s <= -1e-7, p_rest * (-s_rest).exp(), 0.0)[..., None] * p_s
+    g_ids = (share - p_t) * first
     # ULD on what the map cannot pair: sorted probabilities, L1 (the student's side padded with zeros to K)
-    t_un = t_lp.exp().masked_fill(matched, 0.0)
+    t_un = t_exp.masked_fill(matched, 0.0)
     p_un, m = s_un.float().exp(), s_un.shape[-1]
     if m < t_un.shape[-1]:     # past the student's m values only the teacher's sum counts: its top m, not a sort of all
         t_top = t_un.topk(m, -1).values

@@ -99,6 +99,4 @@ def full_vocab_teacher(model, tokenizer, student_of_teacher):
     """A `LiveTeacher` of a reference-shaped teacher whose log-softmax and top-k run over all of its vocabulary rows
     (151,936): with the embedded tokenizer it would read only that tokenizer's 4,096 ids and understate their cost."""
     from sad_kaggle.teacher import LiveTeacher
-    t = LiveTeacher(model, tokenizer, student_of_teacher)
-    t._vocab = model.config.vocab_size
-    return t
+    return LiveTeacher(model, tokenizer, student_of_teacher, vocab=model.config.vocab_size)

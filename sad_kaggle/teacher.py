@@ -519,14 +519,15 @@ def model_dims(model) -> ModelDims:
 # %% ../nbs/04_teacher.ipynb #45a66e4d
 class LiveTeacher:
     "The teacher model as a teacher source: its signal computed now, for each batch."
-    def __init__(self, model, tokenizer, student_of_teacher: torch.Tensor | None = None):
+    def __init__(self, model, tokenizer, student_of_teacher: torch.Tensor | None = None, vocab: int | None = None):
+        "`vocab`: the ids its distribution is over (default: the tokenizer's; the head may have padding rows past them)."
         check_output_logits(model)                      # a family whose logits we cannot rebuild stops here, in one line
         self.model, self.student_of_teacher = model, student_of_teacher
         self.dims = model_dims(model)
         self.params = sum(p.numel() for p in model.parameters())
         self.dtype = str(next(model.parameters()).dtype).replace("torch.", "")
         self.teacher_bits_per_byte = None                # measured on the student's held-out windows by the evaluation
-        self._vocab = len(tokenizer)
+        self._vocab = len(tokenizer) if vocab is None else vocab
 
     def check_spec(self, spec: SignalSpec): pass         # the live teacher gives every part of the signal
 

@@ -224,16 +224,15 @@ class CachedTeacher:
     @staticmethod
     def _decoded(stored: list[dict]) -> dict:
         """The rows of several windows, one after another, decoded together (one varint pass for the batch, not one
-        per window): each row's top-k by ascending id."""
+        per window): each row's top-k by ascending id (numpy)."""
         cat = {k: np.concatenate([s[k] for s in stored]) for k in stored[0]}
-        ids, lp = decode_topk(cat.pop("id_bytes"), cat.pop("q"), by_logprob=False)
-        out = {"ids": torch.from_numpy(ids), "lp": torch.from_numpy(lp)}
-        out.update({k: torch.from_numpy(v.astype(bool) if k == "chunk_valid" else v) for k, v in cat.items()})
-        return out
+        cat["ids"], cat["lp"] = decode_topk(cat.pop("id_bytes"), cat.pop("q"), by_logprob=False)
+        cat["chunk_valid"] = cat["chunk_valid"].astype(bool)
+        return cat
 
     def window(self, split: str, w: int, hidden_layers=()) -> dict:
         "The cached rows of window `w`, each row's top-k by ascending id."
-        return self._decoded([self._stored(split, w, hidden_layers)])
+        return {k: torch.from_numpy(v) for k, v in self._decoded([self._stored(split, w, hidden_layers)]).items()}
 
     def signal(self, batch: dict, split: str, spec: SignalSpec) -> TeacherSignal:
         "The cached `TeacherSignal` of a batch (float32, on the batch's device)."
@@ -247,10 +246,10 @@ class CachedTeacher:
                                   f"ends cached, {n} now: the cache does not match the data")
         rows = self._decoded(stored)
         # each window's rows into its chunk slots; padding slots repeat the window's last row (masked, as live padding is)
-        first = torch.tensor([0] + counts[:-1]).cumsum(0)
-        take = (first[:, None] + torch.minimum(torch.arange(C), (torch.tensor(counts) - 1).clamp(min=0)[:, None]))
-        take = take.clamp(max=max(len(rows["tail"]) - 1, 0)).view(-1)
-        st = {k: v.index_select(0, take).view(B, C, *v.shape[1:]).to(dev) for k, v in rows.items()}
+        n = np.asarray(counts)
+        take = (np.cumsum(n) - n)[:, None] + np.minimum(np.arange(C), np.maximum(n - 1, 0)[:, None])
+        take = take.clip(max=max(len(rows["tail"]) - 1, 0)).ravel()
+        st = {k: torch.from_numpy(v.take(take, axis=0).reshape(B, C, *v.shape[1:])).to(dev) for k, v in rows.items()}
         lp, ids = renormalized_topk(st["lp"].float(), st["tail"].float()), st["ids"].long()
         if spec.top_k < lp.shape[-1]:      # stored by id: keeping the top-k of the top-K needs them by log-probability
             lp, order = lp.sort(dim=-1, descending=True, stable=True); ids = ids.gather(-1, order)

@@ -295,7 +295,7 @@ class _HeadPlan:
                 if norm == "pad": lse_t = lse_t + log1mexp(torch.logsumexp(pad, -1) - lse_t)
             per, keep["jac"] = self._kd_and_jac(raw - lse_t[:, None], part, grad)
             out.append(per)
-            keep.update(ids=ids, lse_t=lse_t, pad=pad, norm=norm)
+            keep.update(ids=ids, lse_t=lse_t, norm=norm)
         return out, keep
 
     def backward_slice(self, z, s, keep, grads, scratch: bool = False) -> torch.Tensor:
@@ -307,7 +307,7 @@ class _HeadPlan:
         n, dev = lg.shape[0], lg.device
         coef = torch.zeros(n, device=dev)                # × softmax, per row
         at_r, at_c, at_v = [], [], []                    # sparse entries added at (row, id)
-        kd_dense = pad_part = None
+        kd_dense = coef_pad = None                       # coef_pad: the padding columns' coefficients, when not coef
         soft = not scratch and "soft_scale" in keep          # lg holds exp(z - max); × soft_scale is the softmax
         if g.get("lm") is not None:
             t = self.ce[a:b]; ok = t >= 0
@@ -326,17 +326,19 @@ class _HeadPlan:
             if keep["norm"] != "own":      # the LM's softmax × exp(lse - lse_t) on the real ids, nothing on the padding
                 if keep["norm"] == "pad":
                     w = w * (keep["lse"][e] - keep["lse_t"]).exp()
-                    # from the values d is made of below, so that the padding columns' KD part cancels exactly
-                    pad_part = (lg[e, V:] * (w * keep["soft_scale"][e])[:, None] if soft
-                                else w[:, None] * (keep["pad"] - keep["lse"][e, None]).exp())
+                    coef_pad = coef.clone()            # the LM's (and next token's) part only: the KD's ends at V
                 coef.index_add_(0, e, w)
             else: kd_dense = w[:, None] * _exp_(lg[e, :V] / T - keep["lse_t"][:, None])
-        if soft: d = lg.mul_((coef * keep["soft_scale"])[:, None])
-        elif scratch or lg is not z: d = _exp_(lg.sub_(keep["lse"][:, None])).mul_(coef[:, None])
-        else: d = torch.softmax(lg, -1).mul_(coef[:, None])
+        if soft: d, scale = lg, keep["soft_scale"]
+        elif scratch or lg is not z: d, scale = _exp_(lg.sub_(keep["lse"][:, None])), None
+        else: d, scale = torch.softmax(lg, -1), None
+        if coef_pad is None: d.mul_((coef if scale is None else coef * scale)[:, None])
+        else:                                            # the softmax × coef on the real ids, × coef_pad past them
+            V = keep["V"]
+            d[:, :V].mul_((coef if scale is None else coef * scale)[:, None])
+            d[:, V:].mul_((coef_pad if scale is None else coef_pad * scale)[:, None])
         if at_r: d.view(-1).index_add_(0, torch.cat(at_r) * d.shape[1] + torch.cat(at_c), torch.cat(at_v))
         if kd_dense is not None: d[keep["e"], :keep["V"]] += kd_dense
-        if pad_part is not None: d[keep["e"], keep["V"]:] -= pad_part
         if not _has_post(self.config): return d.to(z.dtype)
         with torch.enable_grad():                        # soft-capping or scaling: its chain rule by autograd
             zz = z.detach().requires_grad_()

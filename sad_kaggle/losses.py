@@ -136,8 +136,6 @@ def kd_exact_match_grad(s_ids: torch.Tensor, s_un: torch.Tensor, sig: TeacherSig
         uld = diff.abs().sum(-1)
     return kl + uld, torch.cat([g_ids, -diff.sign() * p_un], -1)
 
-
-
 # %% ../nbs/05_losses.ipynb #6fc98635
 @dataclass
 class KDRequest:

@@ -246,11 +246,12 @@ class _HeadPlan:
     def _kd_and_jac(self, sel, part, grad: bool):
         "KD per chunk end and, with `grad`, its gradient with respect to `sel` (written out for exact match + forward KL)."
         r = self.kd
+        if r.method == "exact_match_uld" and r.kind == "forward_kl":     # one function in training and evaluation
+            k = part.topk_logprobs.shape[-1]
+            per, jac = kd_exact_match_grad(sel[:, :k], sel[:, k:], part, r.merge)
+            return per, jac if grad else None
         if not grad:
             with torch.no_grad(): return self._kd_of(sel, part), None
-        if r.method == "exact_match_uld" and r.kind == "forward_kl":
-            k = part.topk_logprobs.shape[-1]
-            return kd_exact_match_grad(sel[:, :k], sel[:, k:], part, r.merge)
         sel = sel.detach().requires_grad_()
         with torch.enable_grad():
             per = self._kd_of(sel, part)

@@ -246,8 +246,8 @@ class CachedTeacher:
                                   f"ends cached, {n} now: the cache does not match the data")
         rows = self._decoded(stored)
         # each window's rows into its chunk slots; padding slots repeat the window's last row (masked, as live padding is)
-        n = np.asarray(counts)
-        take = (np.cumsum(n) - n)[:, None] + np.minimum(np.arange(C), np.maximum(n - 1, 0)[:, None])
+        per = np.asarray(counts)
+        take = (np.cumsum(per) - per)[:, None] + np.minimum(np.arange(C), np.maximum(per - 1, 0)[:, None])
         take = take.clip(max=max(len(rows["tail"]) - 1, 0)).ravel()
         st = {k: torch.from_numpy(v.take(take, axis=0).reshape(B, C, *v.shape[1:])).to(dev) for k, v in rows.items()}
         lp, ids = renormalized_topk(st["lp"].float(), st["tail"].float()), st["ids"].long()

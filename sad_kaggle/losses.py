@@ -328,9 +328,9 @@ class _HeadPlan:
                     coef_pad = coef.clone()            # the LM's (and next token's) part only: the KD's ends at V
                 coef.index_add_(0, e, w)
             else: kd_dense = w[:, None] * _exp_(lg[e, :V] / T - keep["lse_t"][:, None])
+        # lg may be overwritten: a recomputed slice, a copy (dtype, post-processing), or the kept logits, spent here
         if soft: d, scale = lg, keep["soft_scale"]
-        elif scratch or lg is not z: d, scale = _exp_(lg.sub_(keep["lse"][:, None])), None
-        else: d, scale = torch.softmax(lg, -1), None
+        else: d, scale = _exp_(lg.sub_(keep["lse"][:, None])), None
         if coef_pad is None: d.mul_((coef if scale is None else coef * scale)[:, None])
         else:                                            # the softmax × coef on the real ids, × coef_pad past them
             V = keep["V"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import TRIAL_WEIGHTS, ConfigError, DistillConfig, atomic_write_text, data_seed_of, parse_set
 from .losses import OBJECTIVES
+from .plots import headline, read_metrics
 
 # %% auto #0
 __all__ = ['EXTRA_OBJECTIVES', 'BUILTIN_ROWS', 'NEEDS_NEW_CACHE', 'T975', 'Row', 'builtin_row', 'parse_row', 'row_config',
@@ -93,21 +94,16 @@ def paired_ratio(row: dict, ce: dict) -> tuple[float, float, float] | None:
     return m, m - half, m + half
 
 # %% ../nbs/11_ablate.ipynb #5776124e
-def run_result(run_dir: Path, cfg: DistillConfig) -> dict | None:
+def run_result(run_dir: Path) -> dict | None:
     "What a finished run (`summary.json` present) measured; None when it has not finished."
     run_dir = Path(run_dir)
     if not (run_dir / "summary.json").is_file(): return None
     s = json.loads((run_dir / "summary.json").read_text())
     saved = s["student_ema_bits_per_byte"] if s.get("saved_weights") == "ema" else s["student_bits_per_byte"]
-    elapsed = 0.0
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line) if line.strip() else {}
-        if rec.get("kind") == "train": elapsed = max(elapsed, rec.get("elapsed", 0.0))
-    tokens = s["steps"] * cfg.batch_size * cfg.gradient_accumulation_steps * cfg.max_length
     return {"bits_per_byte": saved, "raw_bits_per_byte": s["student_bits_per_byte"],
             "ema_bits_per_byte": s.get("student_ema_bits_per_byte"), "saved_weights": s.get("saved_weights"),
             "teacher_bits_per_byte": s.get("teacher_bits_per_byte"), "steps": s["steps"],
-            "tokens_per_s": tokens / elapsed if elapsed > 0 else None}
+            "tokens_per_s": headline(read_metrics(run_dir))["tokens_per_s"]}
 
 # %% ../nbs/11_ablate.ipynb #db441349
 def summarize(results: dict) -> dict:
@@ -218,7 +214,7 @@ def run_ablation(base: DistillConfig, out, rows: list[Row], seeds: list[int], co
             d = out / "runs" / r.name / f"seed-{s}"
             cfg = row_config(base, r, s, d, None if why_live[r.name] else cache)
             _same_settings(d.parent / f"seed-{s}.json", cfg, f"row {r.name} seed {s}")
-            done = run_result(d, cfg)
+            done = run_result(d)
             if done: results[r.name]["runs"][s] = done
             else: todo.append((r, s, d, cfg))
     write_report(out, results, command, seeds)
@@ -234,7 +230,7 @@ def run_ablation(base: DistillConfig, out, rows: list[Row], seeds: list[int], co
             code = _sub(cmd, d.parent / f"seed-{s}.log.txt")
             if code != 0:
                 raise ConfigError(f"run {r.name} seed {s} failed (exit {code}): {_last_lines(d.parent / f'seed-{s}.log.txt')}")
-            results[r.name]["runs"][s] = run_result(d, cfg)
+            results[r.name]["runs"][s] = run_result(d)
             write_report(out, results, command, seeds)
             bar.update(1)
     finally:
